@@ -1,0 +1,146 @@
+// Package scrape runs Prometheus's own discovery and scrape managers for the
+// agent, with scrape_configs in Prometheus syntax, and hands every scrape's
+// samples to the durable sink in one batch per scrape.
+package scrape
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/prometheus/config"
+	"github.com/prometheus/prometheus/discovery"
+	"github.com/prometheus/prometheus/model/histogram"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/prompb"
+	promscrape "github.com/prometheus/prometheus/scrape"
+	"github.com/prometheus/prometheus/storage"
+
+	// Service discovery mechanisms the agent supports besides static_configs.
+	_ "github.com/prometheus/prometheus/discovery/file"
+	_ "github.com/prometheus/prometheus/discovery/http"
+)
+
+// Writer receives one scrape's series; *sink.Sink implements it.
+type Writer interface {
+	Write(source string, ts []prompb.TimeSeries) error
+	Unsupported(source, reason string, n int)
+}
+
+// LoadConfig parses a Prometheus configuration holding global and
+// scrape_configs; Prometheus's own parser validates it and applies its
+// defaults (interval, timeout, honor_labels, relabeling).
+func LoadConfig(yamlText string, logger *slog.Logger) (*config.Config, error) {
+	cfg, err := config.Load(yamlText, logger)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := cfg.GetScrapeConfigs(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// Manager owns the discovery and scrape managers.
+type Manager struct {
+	cfg    *config.Config
+	w      Writer
+	logger *slog.Logger
+	reg    prometheus.Registerer
+}
+
+// New returns a Manager; Run starts it.
+func New(cfg *config.Config, w Writer, logger *slog.Logger, reg prometheus.Registerer) *Manager {
+	return &Manager{cfg: cfg, w: w, logger: logger, reg: reg}
+}
+
+// Run scrapes until ctx ends.
+func (m *Manager) Run(ctx context.Context) error {
+	sdMetrics, err := discovery.CreateAndRegisterSDMetrics(m.reg)
+	if err != nil {
+		return fmt.Errorf("register discovery metrics: %w", err)
+	}
+	dm := discovery.NewManager(ctx, m.logger.With("component", "discovery"), m.reg, sdMetrics, discovery.Name("scrape"))
+	if dm == nil {
+		return fmt.Errorf("create discovery manager")
+	}
+	sm, err := promscrape.NewManager(&promscrape.Options{}, m.logger.With("component", "scrape"), nil, nil, appendable{m.w}, m.reg)
+	if err != nil {
+		return fmt.Errorf("create scrape manager: %w", err)
+	}
+	scfgs, err := m.cfg.GetScrapeConfigs()
+	if err != nil {
+		return err
+	}
+	sd := make(map[string]discovery.Configs, len(scfgs))
+	for _, sc := range scfgs {
+		sd[sc.JobName] = sc.ServiceDiscoveryConfigs
+	}
+	if err := sm.ApplyConfig(m.cfg); err != nil {
+		return fmt.Errorf("apply scrape config: %w", err)
+	}
+	if err := dm.ApplyConfig(sd); err != nil {
+		return fmt.Errorf("apply discovery config: %w", err)
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := dm.Run(); err != nil && ctx.Err() == nil {
+			m.logger.Error("discovery manager stopped", "err", err)
+		}
+	})
+	wg.Go(func() {
+		if err := sm.Run(dm.SyncCh()); err != nil {
+			m.logger.Error("scrape manager stopped", "err", err)
+		}
+	})
+	<-ctx.Done()
+	sm.Stop()
+	wg.Wait()
+	return nil
+}
+
+// appendable adapts Writer to Prometheus's storage.AppendableV2: each
+// scrape's appender collects the samples and writes them in Commit.
+type appendable struct{ w Writer }
+
+func (a appendable) AppenderV2(context.Context) storage.AppenderV2 {
+	return &appender{w: a.w}
+}
+
+type appender struct {
+	w      Writer
+	series []prompb.TimeSeries
+	hist   int
+}
+
+func (a *appender) Append(_ storage.SeriesRef, ls labels.Labels, _, t int64, v float64, h *histogram.Histogram, fh *histogram.FloatHistogram, _ storage.AppendV2Options) (storage.SeriesRef, error) {
+	if h != nil || fh != nil {
+		a.hist++
+		return 0, nil
+	}
+	pl := make([]prompb.Label, 0, ls.Len()+4)
+	ls.Range(func(l labels.Label) { pl = append(pl, prompb.Label{Name: l.Name, Value: l.Value}) })
+	a.series = append(a.series, prompb.TimeSeries{Labels: pl, Samples: []prompb.Sample{{Timestamp: t, Value: v}}})
+	// The scrape loop caches refs; a non-zero ref must stand for ls, and
+	// this appender has no series table, so it returns 0 (unknown).
+	return 0, nil
+}
+
+func (a *appender) Commit() error {
+	if a.hist > 0 {
+		a.w.Unsupported("scrape", "native_histogram", a.hist)
+	}
+	if len(a.series) == 0 {
+		return nil
+	}
+	err := a.w.Write("scrape", a.series)
+	a.series = nil
+	return err
+}
+
+func (a *appender) Rollback() error {
+	a.series = nil
+	return nil
+}

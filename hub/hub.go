@@ -1,0 +1,255 @@
+// Package hub assembles the hub: the federation gRPC endpoint that agents
+// push to, ingestion into ClickHouse, and the HTTP endpoint with /metrics.
+package hub
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
+	"gopkg.in/yaml.v3"
+
+	"github.com/bureauhub/bureauhub/hub/auth"
+	"github.com/bureauhub/bureauhub/hub/ingest"
+	"github.com/bureauhub/bureauhub/hub/store/clickhouse"
+)
+
+// TLSConfig names the hub's certificate files.
+type TLSConfig struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+}
+
+// Config is the hub's configuration file.
+type Config struct {
+	GRPCListenAddress string    `yaml:"grpc_listen_address"`
+	HTTPListenAddress string    `yaml:"http_listen_address"`
+	TLS               TLSConfig `yaml:"tls"`
+	// InsecurePlaintext serves gRPC without TLS; only for local demos.
+	InsecurePlaintext bool `yaml:"insecure_plaintext"`
+	// ShutdownTimeout bounds writing out accepted data on SIGTERM.
+	ShutdownTimeout time.Duration       `yaml:"shutdown_timeout"`
+	ClickHouse      clickhouse.Config   `yaml:"clickhouse"`
+	Ingest          ingest.Config       `yaml:"ingest"`
+	Tenants         []auth.TenantConfig `yaml:"tenants"`
+}
+
+// SetDefaults fills unset fields.
+func (c *Config) SetDefaults() {
+	if c.GRPCListenAddress == "" {
+		c.GRPCListenAddress = "127.0.0.1:9300"
+	}
+	if c.HTTPListenAddress == "" {
+		c.HTTPListenAddress = "127.0.0.1:9301"
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = 30 * time.Second
+	}
+	c.ClickHouse.SetDefaults()
+	c.Ingest.SetDefaults()
+}
+
+// Validate reports the first invalid field, by its YAML path.
+func (c *Config) Validate() error {
+	if _, _, err := net.SplitHostPort(c.GRPCListenAddress); err != nil {
+		return fmt.Errorf("grpc_listen_address: %w", err)
+	}
+	if _, _, err := net.SplitHostPort(c.HTTPListenAddress); err != nil {
+		return fmt.Errorf("http_listen_address: %w", err)
+	}
+	if !c.InsecurePlaintext {
+		if c.TLS.CertFile == "" || c.TLS.KeyFile == "" {
+			return errors.New("tls.cert_file: tls.cert_file and tls.key_file are required unless insecure_plaintext is true")
+		}
+		if _, err := tls.LoadX509KeyPair(c.TLS.CertFile, c.TLS.KeyFile); err != nil {
+			return fmt.Errorf("tls.cert_file: %w", err)
+		}
+	}
+	if c.ShutdownTimeout <= 0 {
+		return errors.New("shutdown_timeout: must be positive")
+	}
+	if err := c.ClickHouse.Validate(); err != nil {
+		return err
+	}
+	if err := c.Ingest.Validate(); err != nil {
+		return err
+	}
+	if len(c.Tenants) == 0 {
+		return errors.New("tenants: at least one tenant is required")
+	}
+	for i := range c.Tenants {
+		if err := c.Tenants[i].Validate(i); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// LoadConfig reads, defaults and validates a config file. Unknown fields
+// are errors, so a typo is not silently ignored.
+func LoadConfig(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var cfg Config
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err != nil {
+		return nil, fmt.Errorf("parse %s: %w", path, err)
+	}
+	cfg.SetDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return &cfg, nil
+}
+
+// Hub is a running hub's components.
+type Hub struct {
+	cfg    *Config
+	logger *slog.Logger
+	reg    *prometheus.Registry
+	store  *clickhouse.Store
+	ingest *ingest.Service
+	authn  *auth.Authenticator
+}
+
+// New builds a hub from a validated config. Nothing runs until Run.
+func New(cfg *Config, logger *slog.Logger) (*Hub, error) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	authn, err := auth.New(cfg.Tenants)
+	if err != nil {
+		return nil, err
+	}
+	store, err := clickhouse.Open(cfg.ClickHouse, logger.With("component", "clickhouse"), reg)
+	if err != nil {
+		return nil, err
+	}
+	svc, err := ingest.New(cfg.Ingest, store, authn, logger.With("component", "ingest"), reg)
+	if err != nil {
+		return nil, err
+	}
+	return &Hub{cfg: cfg, logger: logger, reg: reg, store: store, ingest: svc, authn: authn}, nil
+}
+
+// Run migrates the schema, serves until ctx ends, then shuts down: agents'
+// streams end after their accepted batches are stored and acknowledged.
+func (h *Hub) Run(ctx context.Context) error {
+	defer h.store.Close()
+	if err := h.migrate(ctx); err != nil {
+		return err
+	}
+	grpcLis, err := net.Listen("tcp", h.cfg.GRPCListenAddress)
+	if err != nil {
+		return fmt.Errorf("listen grpc_listen_address: %w", err)
+	}
+	httpLis, err := net.Listen("tcp", h.cfg.HTTPListenAddress)
+	if err != nil {
+		grpcLis.Close()
+		return fmt.Errorf("listen http_listen_address: %w", err)
+	}
+	opts := []grpc.ServerOption{
+		grpc.StreamInterceptor(h.ingest.AuthStreamInterceptor),
+		grpc.MaxRecvMsgSize(32 << 20),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+	}
+	if !h.cfg.InsecurePlaintext {
+		cert, err := tls.LoadX509KeyPair(h.cfg.TLS.CertFile, h.cfg.TLS.KeyFile)
+		if err != nil {
+			return fmt.Errorf("load tls.cert_file: %w", err)
+		}
+		opts = append(opts, grpc.Creds(credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})))
+	} else {
+		h.logger.Warn("serving gRPC without TLS (insecure_plaintext: true); tokens travel in clear text")
+	}
+	gs := grpc.NewServer(opts...)
+	h.ingest.Register(gs)
+
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(h.reg, promhttp.HandlerOpts{Registry: h.reg}))
+	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make(chan error, 2)
+	ingestDone := make(chan error, 1)
+	go func() { ingestDone <- h.ingest.Run(runCtx, h.cfg.ShutdownTimeout) }()
+	go func() {
+		if err := gs.Serve(grpcLis); err != nil {
+			errs <- fmt.Errorf("serve grpc: %w", err)
+			return
+		}
+		errs <- nil
+	}()
+	go func() {
+		if err := hs.Serve(httpLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errs <- fmt.Errorf("serve http: %w", err)
+			return
+		}
+		errs <- nil
+	}()
+	h.logger.Info("hub started", "grpc", grpcLis.Addr().String(), "http", httpLis.Addr().String(), "tls", !h.cfg.InsecurePlaintext)
+
+	var firstErr error
+	ingestReturned := false
+	select {
+	case <-ctx.Done():
+	case firstErr = <-errs:
+	case firstErr = <-ingestDone:
+		ingestReturned = true
+	}
+	cancel()
+	// The ingest service ends every stream once its data is stored; then
+	// GracefulStop returns promptly.
+	stopped := make(chan struct{})
+	go func() { gs.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(h.cfg.ShutdownTimeout + 5*time.Second):
+		gs.Stop()
+	}
+	shutCtx, cancelShut := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancelShut()
+	_ = hs.Shutdown(shutCtx)
+	if !ingestReturned {
+		if err := <-ingestDone; firstErr == nil {
+			firstErr = err
+		}
+	}
+	h.logger.Info("hub stopped")
+	return firstErr
+}
+
+func (h *Hub) migrate(ctx context.Context) error {
+	backoff := 200 * time.Millisecond
+	for {
+		err := h.store.Migrate(ctx)
+		if err == nil {
+			return nil
+		}
+		h.logger.Warn("clickhouse schema migration failed; retrying", "err", err, "backoff", backoff)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("migrate clickhouse schema: %w", err)
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
