@@ -1,0 +1,57 @@
+# bureauhub: the two commands a new user runs are `make demo` and `make test`.
+GO      ?= go
+BIN     := bin
+PKGS    := ./...
+# Packages with real concurrency get the race detector in `make test`.
+RACE_PKGS := ./agent/buffer/ ./agent/sink/ ./agent/ship/ ./hub/ingest/ ./hub/auth/
+FUZZTIME ?= 10s
+
+.PHONY: all build test test-short vet fuzz demo bench proto fmt-check clean compose-check
+
+all: build
+
+build:
+	$(GO) build -o $(BIN)/ ./cmd/...
+
+vet:
+	$(GO) vet $(PKGS)
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+# Every test, ClickHouse integration and end-to-end tests included (they
+# start their own throwaway clickhouse-server), the race detector on the
+# concurrent packages, and a short run of each fuzz target.
+test: fmt-check vet
+	./scripts/ensure-clickhouse.sh
+	$(GO) test -count=1 -timeout 20m $(PKGS)
+	$(GO) test -race -count=1 -timeout 10m $(RACE_PKGS)
+	$(MAKE) fuzz
+
+# Unit tests only: no ClickHouse needed.
+test-short:
+	$(GO) test -short -count=1 $(PKGS)
+
+fuzz:
+	$(GO) test -run='^$$' -fuzz='^FuzzBatchDecode$$' -fuzztime=$(FUZZTIME) ./hub/ingest/
+	$(GO) test -run='^$$' -fuzz='^FuzzRemoteWriteHandler$$' -fuzztime=$(FUZZTIME) ./agent/remotewrite/
+
+# Starts ClickHouse, a hub and agents for three bureaus on loopback.
+demo: build
+	./scripts/ensure-clickhouse.sh
+	$(BIN)/demo -bin $(BIN)
+
+bench: build
+	./bench/run.sh
+
+# Regenerates the federation protocol's Go code (checked in).
+proto:
+	cd api/federationpb && protoc --go_out=. --go_opt=paths=source_relative \
+		--go-grpc_out=. --go-grpc_opt=paths=source_relative federation.proto
+
+compose-check:
+	docker-compose -f docker-compose.yml config -q
+
+clean:
+	rm -rf $(BIN) .demo bench-out
