@@ -367,3 +367,25 @@ func TestClickHouseOutage(t *testing.T) {
 		t.Errorf("hub reports no write retries, yet ClickHouse was down")
 	}
 }
+
+// TestFailover gives the agent a dead hub address before the live one: it
+// must move on and deliver everything.
+func TestFailover(t *testing.T) {
+	e := newEnv(t)
+	e.startHub()
+	dead := freePort(t) // nothing listens here
+	port := freePort(t)
+	cfg := e.agentConfig("health", "vm-1", port, filepath.Join(e.dir, "buf"), "host_metrics: {enabled: false}\n")
+	cfg = strings.Replace(cfg, fmt.Sprintf("addresses: [%q]", e.hubAddr()), fmt.Sprintf("addresses: [\"127.0.0.1:%d\", %q]", dead, e.hubAddr()), 1)
+	a := e.startAgent("agent", cfg, port)
+	p := newPusher(a.url)
+	for i := range 10 {
+		if err := p.push(context.Background(), "e2e_failover", 10, 10, time.Now().UnixMilli()-60_000+int64(i)*10_000); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.waitExact(p, "health", "e2e_failover", 60*time.Second)
+	if n := metricValue(t, a.url, "bureauhub_agent_ship_stream_errors_total", map[string]string{"code": "Unavailable"}); n < 1 {
+		t.Errorf("the dead hub produced no Unavailable stream error (got %v): did the agent try it?", n)
+	}
+}
