@@ -384,4 +384,3 @@ func (s *Service) admit(_ context.Context, tenant string, b *fpb.Batch) (*item, 
 	}
 	return it, ack, nil
 }
-

@@ -170,7 +170,6 @@ func (s *Service) convert(tenant string, wr *prompb.WriteRequest, now time.Time,
 	}
 	ts := s.tenant(tenant)
 	var b labels.ScratchBuilder
-	day := int32(now.Unix() / 86400)
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
 	for i := range wr.Timeseries {
@@ -213,6 +212,7 @@ func (s *Service) convert(tenant string, wr *prompb.WriteRequest, now time.Time,
 			continue
 		}
 		kept := 0
+		var names, values []string
 		for _, smp := range series.Samples {
 			switch {
 			case smp.Timestamp > maxT:
@@ -228,28 +228,50 @@ func (s *Service) convert(tenant string, wr *prompb.WriteRequest, now time.Time,
 			it.ts = append(it.ts, smp.Timestamp)
 			it.vals = append(it.vals, smp.Value)
 			kept++
+			// The series table is indexed by the UTC days of the samples
+			// (not of arrival), so that buffered or backfilled data is
+			// found by day-pruned lookups.
+			if day := SampleDay(smp.Timestamp); !known || st.writtenDay != day {
+				if names == nil {
+					names, values = splitLabels(lset)
+				}
+				it.series = append(it.series, clickhouse.SeriesRow{
+					Tenant: tenant, Date: time.Unix(int64(day)*86400, 0).UTC(), Fingerprint: fp,
+					MetricName: name, LabelNames: names, LabelValues: values,
+				})
+				st.writtenDay, known = day, true
+			}
 		}
 		if kept == 0 {
 			continue
-		}
-		if !known || st.writtenDay != day {
-			names := make([]string, 0, lset.Len())
-			values := make([]string, 0, lset.Len())
-			lset.Range(func(l labels.Label) {
-				if l.Name != labels.MetricName {
-					names = append(names, l.Name)
-					values = append(values, l.Value)
-				}
-			})
-			it.series = append(it.series, clickhouse.SeriesRow{
-				Tenant: tenant, Date: time.Unix(int64(day)*86400, 0).UTC(), Fingerprint: fp,
-				MetricName: name, LabelNames: names, LabelValues: values,
-			})
-			st.writtenDay = day
 		}
 		st.lastSeen = now.Unix()
 		ts.series[fp] = st
 	}
 	it.samples = len(it.ts)
 	return it
+}
+
+// SampleDay is the UTC day (days since the epoch) of a timestamp in
+// milliseconds; times before the epoch count as day 0, the first day a
+// ClickHouse Date can hold.
+func SampleDay(ms int64) int32 {
+	if ms < 0 {
+		return 0
+	}
+	return int32(ms / 86_400_000)
+}
+
+// splitLabels returns the names and values of lset without __name__, in
+// the series table's layout.
+func splitLabels(lset labels.Labels) (names, values []string) {
+	names = make([]string, 0, lset.Len())
+	values = make([]string, 0, lset.Len())
+	lset.Range(func(l labels.Label) {
+		if l.Name != labels.MetricName {
+			names = append(names, l.Name)
+			values = append(values, l.Value)
+		}
+	})
+	return names, values
 }

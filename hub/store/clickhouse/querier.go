@@ -1,0 +1,346 @@
+package clickhouse
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/prometheus/prometheus/model/histogram"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/storage"
+	"github.com/prometheus/prometheus/tsdb/chunkenc"
+	"github.com/prometheus/prometheus/tsdb/chunks"
+	"github.com/prometheus/prometheus/util/annotations"
+)
+
+// Scope says which tenants a query may read. The zero Scope reads nothing.
+type Scope struct {
+	// Tenants lists the tenants readable; ignored when All is set.
+	Tenants []string
+	// All reads every tenant (the data bureau's cross-bureau role).
+	All bool
+}
+
+// Limits bound one query's reads. Zero means unlimited.
+type Limits struct {
+	MaxSeries  int
+	MaxSamples int
+}
+
+// ErrLimit is wrapped by errors for queries over their Limits.
+var ErrLimit = errors.New("query limit exceeded")
+
+// Queryable returns a storage.Queryable over the tenants of scope, for
+// Prometheus's promql engine and rules manager.
+func (s *Store) Queryable(scope Scope, limits Limits) storage.Queryable {
+	return queryable{s: s, scope: scope, limits: limits}
+}
+
+type queryable struct {
+	s      *Store
+	scope  Scope
+	limits Limits
+}
+
+var _ storage.Queryable = queryable{}
+
+func (q queryable) Querier(mint, maxt int64) (storage.Querier, error) {
+	return &querier{s: q.s, scope: q.scope, limits: q.limits, mint: mint, maxt: maxt}, nil
+}
+
+// querier reads series and samples of one time range. Matchers are pushed
+// down to SQL on the series table and re-checked in Go with Prometheus's own
+// matcher, so the result has Prometheus's exact semantics even where
+// ClickHouse's regular expressions differ.
+type querier struct {
+	s          *Store
+	scope      Scope
+	limits     Limits
+	mint, maxt int64
+}
+
+// where builds the series-table condition for tenants, days and matchers.
+func (q *querier) where(mint, maxt int64, ms []*labels.Matcher) (string, []any, error) {
+	var conds []string
+	var args []any
+	if !q.scope.All {
+		if len(q.scope.Tenants) == 0 {
+			return "", nil, errors.New("query has no tenant scope")
+		}
+		conds = append(conds, "tenant IN ("+strings.TrimSuffix(strings.Repeat("?, ", len(q.scope.Tenants)), ", ")+")")
+		for _, t := range q.scope.Tenants {
+			args = append(args, t)
+		}
+	}
+	day := func(ms int64) string { return time.UnixMilli(ms).UTC().Format("2006-01-02") }
+	conds = append(conds, "date >= toDate(?)", "date <= toDate(?)")
+	args = append(args, day(mint), day(maxt))
+	for _, m := range ms {
+		expr := "label_values[indexOf(label_names, ?)]"
+		exprArgs := []any{m.Name}
+		if m.Name == labels.MetricName {
+			expr, exprArgs = "metric_name", nil
+		}
+		switch m.Type {
+		case labels.MatchEqual, labels.MatchNotEqual:
+			op := "="
+			if m.Type == labels.MatchNotEqual {
+				op = "!="
+			}
+			conds = append(conds, expr+" "+op+" ?")
+			args = append(args, exprArgs...)
+			args = append(args, m.Value)
+		case labels.MatchRegexp, labels.MatchNotRegexp:
+			if m.Value == ".*" {
+				if m.Type == labels.MatchRegexp {
+					continue // matches everything, absent labels included
+				}
+				return "1 = 0", nil, nil
+			}
+			not := ""
+			if m.Type == labels.MatchNotRegexp {
+				not = "NOT "
+			}
+			conds = append(conds, not+"match("+expr+", ?)")
+			args = append(args, exprArgs...)
+			args = append(args, "^(?:"+m.Value+")$")
+		default:
+			return "", nil, fmt.Errorf("unsupported matcher type %v", m.Type)
+		}
+	}
+	return strings.Join(conds, " AND "), args, nil
+}
+
+func (q *querier) timeRange(hints *storage.SelectHints) (int64, int64) {
+	mint, maxt := q.mint, q.maxt
+	if hints != nil {
+		if hints.Start > mint {
+			mint = hints.Start
+		}
+		if hints.End != 0 && hints.End < maxt {
+			maxt = hints.End
+		}
+	}
+	return mint, maxt
+}
+
+type seriesKey struct {
+	tenant string
+	fp     uint64
+}
+
+type chSeries struct {
+	lset    labels.Labels
+	samples fSamples
+}
+
+func (s *chSeries) Labels() labels.Labels { return s.lset }
+
+// Iterator uses Prometheus's own list iterator; Get hands out pointers
+// into the slice, so iterating allocates nothing per sample.
+func (s *chSeries) Iterator(chunkenc.Iterator) chunkenc.Iterator {
+	return storage.NewListSeriesIterator(s.samples)
+}
+
+// fSample is one float sample.
+type fSample struct {
+	t int64
+	f float64
+}
+
+func (s *fSample) T() int64                      { return s.t }
+func (s *fSample) ST() int64                     { return 0 }
+func (s *fSample) F() float64                    { return s.f }
+func (s *fSample) H() *histogram.Histogram       { return nil }
+func (s *fSample) FH() *histogram.FloatHistogram { return nil }
+func (s *fSample) Type() chunkenc.ValueType      { return chunkenc.ValFloat }
+func (s *fSample) Copy() chunks.Sample           { c := *s; return &c }
+
+type fSamples []fSample
+
+func (s fSamples) Get(i int) chunks.Sample { return &s[i] }
+func (s fSamples) Len() int                { return len(s) }
+
+// Select implements storage.Querier.
+func (q *querier) Select(ctx context.Context, _ bool, hints *storage.SelectHints, ms ...*labels.Matcher) storage.SeriesSet {
+	mint, maxt := q.timeRange(hints)
+	where, args, err := q.where(mint, maxt, ms)
+	if err != nil {
+		return storage.ErrSeriesSet(err)
+	}
+	byKey, err := q.lookup(ctx, where, args, ms)
+	if err != nil {
+		return storage.ErrSeriesSet(err)
+	}
+	if q.limits.MaxSeries > 0 && len(byKey) > q.limits.MaxSeries {
+		return storage.ErrSeriesSet(fmt.Errorf("%w: %d series match, the limit is %d", ErrLimit, len(byKey), q.limits.MaxSeries))
+	}
+	if len(byKey) > 0 && (hints == nil || hints.Func != "series") {
+		if err := q.fetch(ctx, where, args, mint, maxt, byKey); err != nil {
+			return storage.ErrSeriesSet(err)
+		}
+	}
+	out := make([]*chSeries, 0, len(byKey))
+	for _, s := range byKey {
+		out = append(out, s)
+	}
+	// Sorted always: the engine and the API both need it, and it is cheap
+	// next to the reads.
+	slices.SortFunc(out, func(a, b *chSeries) int { return labels.Compare(a.lset, b.lset) })
+	return &seriesSet{series: out, i: -1}
+}
+
+func (q *querier) lookup(ctx context.Context, where string, args []any, ms []*labels.Matcher) (map[seriesKey]*chSeries, error) {
+	rows, err := q.s.conn.Query(ctx, "SELECT tenant, fingerprint, any(metric_name), any(label_names), any(label_values) FROM "+
+		q.s.db+".series WHERE "+where+" GROUP BY tenant, fingerprint", args...)
+	if err != nil {
+		return nil, fmt.Errorf("select series: %w", err)
+	}
+	defer rows.Close()
+	out := make(map[seriesKey]*chSeries)
+	var b labels.ScratchBuilder
+	for rows.Next() {
+		var k seriesKey
+		var name string
+		var names, values []string
+		if err := rows.Scan(&k.tenant, &k.fp, &name, &names, &values); err != nil {
+			return nil, fmt.Errorf("scan series: %w", err)
+		}
+		b.Reset()
+		b.Add(labels.MetricName, name)
+		for i := range names {
+			b.Add(names[i], values[i])
+		}
+		b.Sort()
+		lset := b.Labels()
+		ok := true
+		for _, m := range ms {
+			if !m.Matches(lset.Get(m.Name)) {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			out[k] = &chSeries{lset: lset}
+		}
+	}
+	return out, rows.Err()
+}
+
+// fetch reads the samples of the selected series, ordered by time; a
+// repeated timestamp (a batch stored twice) is read once.
+func (q *querier) fetch(ctx context.Context, where string, args []any, mint, maxt int64, byKey map[seriesKey]*chSeries) error {
+	tenantCond, tenantArgs := "1", []any(nil)
+	if !q.scope.All {
+		tenantCond = "tenant IN (" + strings.TrimSuffix(strings.Repeat("?, ", len(q.scope.Tenants)), ", ") + ")"
+		for _, t := range q.scope.Tenants {
+			tenantArgs = append(tenantArgs, t)
+		}
+	}
+	all := append(append(append([]any{}, tenantArgs...), mint, maxt), args...)
+	rows, err := q.s.conn.Query(ctx, "SELECT tenant, fingerprint, ts, value FROM "+q.s.db+".samples WHERE "+tenantCond+
+		" AND ts >= ? AND ts <= ? AND (tenant, fingerprint) IN (SELECT tenant, fingerprint FROM "+q.s.db+".series WHERE "+where+
+		") ORDER BY tenant, fingerprint, ts", all...)
+	if err != nil {
+		return fmt.Errorf("select samples: %w", err)
+	}
+	defer rows.Close()
+	var (
+		k     seriesKey
+		cur   *chSeries
+		total int
+	)
+	for rows.Next() {
+		var t seriesKey
+		var ts int64
+		var v float64
+		if err := rows.Scan(&t.tenant, &t.fp, &ts, &v); err != nil {
+			return fmt.Errorf("scan samples: %w", err)
+		}
+		if cur == nil || t != k {
+			k, cur = t, byKey[t]
+		}
+		if cur == nil {
+			continue // dropped by the exact matcher check
+		}
+		if n := len(cur.samples); n > 0 && cur.samples[n-1].t == ts {
+			cur.samples[n-1].f = v
+			continue
+		}
+		cur.samples = append(cur.samples, fSample{ts, v})
+		total++
+		if q.limits.MaxSamples > 0 && total > q.limits.MaxSamples {
+			return fmt.Errorf("%w: more than %d samples read", ErrLimit, q.limits.MaxSamples)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read samples: %w", err)
+	}
+	for key, s := range byKey {
+		if len(s.samples) == 0 {
+			delete(byKey, key) // no samples in range: not part of the result
+		}
+	}
+	return nil
+}
+
+// LabelNames implements storage.LabelQuerier.
+func (q *querier) LabelNames(ctx context.Context, hints *storage.LabelHints, ms ...*labels.Matcher) ([]string, annotations.Annotations, error) {
+	where, args, err := q.where(q.mint, q.maxt, ms)
+	if err != nil {
+		return nil, nil, err
+	}
+	names, err := q.strings(ctx, "SELECT DISTINCT arrayJoin(arrayPushBack(label_names, '__name__')) AS n FROM "+q.s.db+".series WHERE "+where+" ORDER BY n", args, hints)
+	return names, nil, err
+}
+
+// LabelValues implements storage.LabelQuerier.
+func (q *querier) LabelValues(ctx context.Context, name string, hints *storage.LabelHints, ms ...*labels.Matcher) ([]string, annotations.Annotations, error) {
+	where, args, err := q.where(q.mint, q.maxt, ms)
+	if err != nil {
+		return nil, nil, err
+	}
+	expr, exprArgs := "label_values[indexOf(label_names, ?)]", []any{name}
+	if name == labels.MetricName {
+		expr, exprArgs = "metric_name", nil
+	}
+	vals, err := q.strings(ctx, "SELECT DISTINCT "+expr+" AS v FROM "+q.s.db+".series WHERE "+where+" AND v != '' ORDER BY v",
+		append(exprArgs, args...), hints)
+	return vals, nil, err
+}
+
+func (q *querier) strings(ctx context.Context, sql string, args []any, hints *storage.LabelHints) ([]string, error) {
+	if hints != nil && hints.Limit > 0 {
+		sql += fmt.Sprintf(" LIMIT %d", hints.Limit)
+	}
+	rows, err := q.s.conn.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, fmt.Errorf("select labels: %w", err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	return out, rows.Err()
+}
+
+// Close implements storage.LabelQuerier.
+func (q *querier) Close() error { return nil }
+
+type seriesSet struct {
+	series []*chSeries
+	i      int
+}
+
+func (s *seriesSet) Next() bool                        { s.i++; return s.i < len(s.series) }
+func (s *seriesSet) At() storage.Series                { return s.series[s.i] }
+func (s *seriesSet) Err() error                        { return nil }
+func (s *seriesSet) Warnings() annotations.Annotations { return nil }
