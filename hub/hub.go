@@ -1,5 +1,6 @@
 // Package hub assembles the hub: the federation gRPC endpoint that agents
-// push to, ingestion into ClickHouse, and the HTTP endpoint with /metrics.
+// push to, ingestion into ClickHouse, and the HTTP endpoint with /metrics
+// and the Prometheus query API.
 package hub
 
 import (
@@ -24,6 +25,7 @@ import (
 
 	"github.com/bureauhub/bureauhub/hub/auth"
 	"github.com/bureauhub/bureauhub/hub/ingest"
+	"github.com/bureauhub/bureauhub/hub/query"
 	"github.com/bureauhub/bureauhub/hub/store/clickhouse"
 )
 
@@ -44,6 +46,7 @@ type Config struct {
 	ShutdownTimeout time.Duration       `yaml:"shutdown_timeout"`
 	ClickHouse      clickhouse.Config   `yaml:"clickhouse"`
 	Ingest          ingest.Config       `yaml:"ingest"`
+	Query           query.Config        `yaml:"query"`
 	Tenants         []auth.TenantConfig `yaml:"tenants"`
 }
 
@@ -60,6 +63,7 @@ func (c *Config) SetDefaults() {
 	}
 	c.ClickHouse.SetDefaults()
 	c.Ingest.SetDefaults()
+	c.Query.SetDefaults()
 }
 
 // Validate reports the first invalid field, by its YAML path.
@@ -85,6 +89,9 @@ func (c *Config) Validate() error {
 		return err
 	}
 	if err := c.Ingest.Validate(); err != nil {
+		return err
+	}
+	if err := c.Query.Validate(); err != nil {
 		return err
 	}
 	if len(c.Tenants) == 0 {
@@ -125,6 +132,7 @@ type Hub struct {
 	reg    *prometheus.Registry
 	store  *clickhouse.Store
 	ingest *ingest.Service
+	api    *query.API
 	authn  *auth.Authenticator
 }
 
@@ -144,7 +152,8 @@ func New(cfg *Config, logger *slog.Logger) (*Hub, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Hub{cfg: cfg, logger: logger, reg: reg, store: store, ingest: svc, authn: authn}, nil
+	api := query.New(cfg.Query, store, authn, nil, logger.With("component", "query"), reg)
+	return &Hub{cfg: cfg, logger: logger, reg: reg, store: store, ingest: svc, api: api, authn: authn}, nil
 }
 
 // Run migrates the schema, serves until ctx ends, then shuts down: agents'
@@ -183,6 +192,7 @@ func (h *Hub) Run(ctx context.Context) error {
 
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(h.reg, promhttp.HandlerOpts{Registry: h.reg}))
+	mux.Handle("/api/v1/", h.api.Handler())
 	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 

@@ -30,6 +30,9 @@ type Limits struct {
 	MaxSamples int
 }
 
+// maxDateMillis is 2105-12-31, inside the range of ClickHouse's Date.
+const maxDateMillis = 4291660800000
+
 // ErrLimit is wrapped by errors for queries over their Limits.
 var ErrLimit = errors.New("query limit exceeded")
 
@@ -75,7 +78,11 @@ func (q *querier) where(mint, maxt int64, ms []*labels.Matcher) (string, []any, 
 			args = append(args, t)
 		}
 	}
-	day := func(ms int64) string { return time.UnixMilli(ms).UTC().Format("2006-01-02") }
+	// Open ranges (Prometheus's MinTime/MaxTime) are clamped to what a
+	// ClickHouse Date holds.
+	day := func(ms int64) string {
+		return time.UnixMilli(min(max(ms, 0), maxDateMillis)).UTC().Format("2006-01-02")
+	}
 	conds = append(conds, "date >= toDate(?)", "date <= toDate(?)")
 	args = append(args, day(mint), day(maxt))
 	for _, m := range ms {

@@ -1,0 +1,91 @@
+package query
+
+import (
+	"context"
+	"errors"
+
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/storage"
+	"github.com/prometheus/prometheus/util/annotations"
+
+	"github.com/bureauhub/bureauhub/hub/auth"
+	"github.com/bureauhub/bureauhub/hub/store/clickhouse"
+)
+
+// ErrNoPrincipal means a read reached storage without an authenticated
+// caller in its context; it never returns data.
+var ErrNoPrincipal = errors.New("no authenticated tenant in the query context")
+
+// ScopeOf is the read scope of a principal: its own tenant, or every tenant
+// for the cross-bureau role.
+func ScopeOf(p auth.Principal) clickhouse.Scope {
+	if p.CanReadAll() {
+		return clickhouse.Scope{All: true}
+	}
+	return clickhouse.Scope{Tenants: []string{p.Tenant}}
+}
+
+// ScopedQueryable is a storage.Queryable whose every read is scoped to the
+// principal found in the read's context (auth.WithPrincipal). It lets one
+// promql engine and one Prometheus API serve every tenant: a tenant's
+// identity travels with the request, not with the queryable.
+type ScopedQueryable struct {
+	Store  *clickhouse.Store
+	Limits func(tenant string) clickhouse.Limits
+}
+
+var _ storage.SampleAndChunkQueryable = ScopedQueryable{}
+
+// Querier implements storage.Queryable.
+func (q ScopedQueryable) Querier(mint, maxt int64) (storage.Querier, error) {
+	return &scopedQuerier{q: q, mint: mint, maxt: maxt}, nil
+}
+
+// ChunkQuerier implements storage.ChunkQueryable; remote read is not
+// served, so it is never used.
+func (q ScopedQueryable) ChunkQuerier(int64, int64) (storage.ChunkQuerier, error) {
+	return nil, errors.New("chunk queries (remote read) are not supported")
+}
+
+type scopedQuerier struct {
+	q          ScopedQueryable
+	mint, maxt int64
+}
+
+func (s *scopedQuerier) inner(ctx context.Context) (storage.Querier, error) {
+	p, ok := auth.FromContext(ctx)
+	if !ok {
+		return nil, ErrNoPrincipal
+	}
+	var lim clickhouse.Limits
+	if s.q.Limits != nil {
+		lim = s.q.Limits(p.Tenant)
+	}
+	return s.q.Store.Queryable(ScopeOf(p), lim).Querier(s.mint, s.maxt)
+}
+
+func (s *scopedQuerier) Select(ctx context.Context, sort bool, hints *storage.SelectHints, ms ...*labels.Matcher) storage.SeriesSet {
+	in, err := s.inner(ctx)
+	if err != nil {
+		return storage.ErrSeriesSet(err)
+	}
+	return in.Select(ctx, sort, hints, ms...)
+}
+
+func (s *scopedQuerier) LabelValues(ctx context.Context, name string, hints *storage.LabelHints, ms ...*labels.Matcher) ([]string, annotations.Annotations, error) {
+	in, err := s.inner(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	return in.LabelValues(ctx, name, hints, ms...)
+}
+
+func (s *scopedQuerier) LabelNames(ctx context.Context, hints *storage.LabelHints, ms ...*labels.Matcher) ([]string, annotations.Annotations, error) {
+	in, err := s.inner(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	return in.LabelNames(ctx, hints, ms...)
+}
+
+func (s *scopedQuerier) Close() error { return nil }
