@@ -30,24 +30,30 @@ type rawClient struct {
 
 func (e *env) dial(t *testing.T, token string) fpb.Federation_PushClient {
 	t.Helper()
-	pem, err := os.ReadFile(e.certs.CAFile)
+	s, err := e.openStream(t, token)
 	if err != nil {
 		t.Fatal(err)
+	}
+	return s
+}
+
+// openStream opens a federation stream to the hub with token; it is safe
+// to call from any goroutine.
+func (e *env) openStream(t *testing.T, token string) (fpb.Federation_PushClient, error) {
+	pem, err := os.ReadFile(e.certs.CAFile)
+	if err != nil {
+		return nil, err
 	}
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(pem)
 	conn, err := grpc.NewClient(e.hubAddr(), grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: pool, ServerName: "localhost"})))
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	t.Cleanup(func() { conn.Close() })
 	ctx, cancel := context.WithCancel(metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+token))
 	t.Cleanup(cancel)
-	s, err := fpb.NewFederationClient(conn).Push(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return fpb.NewFederationClient(conn).Push(ctx)
 }
 
 func (c *rawClient) send(t *testing.T, payload []byte, samples int) (*fpb.Ack, error) {

@@ -54,10 +54,11 @@ type env struct {
 	grpcPort int
 	httpPort int
 	hub      *Process
-	hubExtra string
+	hubExtra string // appended to the ingest section
+	hubTop   string // appended at the top level
 }
 
-var tenants = []string{"consular", "health", "transport"}
+var tenants = []string{"consular", "health", "transport", "databureau"}
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
@@ -93,7 +94,11 @@ func (e *env) hubURL() string  { return fmt.Sprintf("http://127.0.0.1:%d", e.htt
 func (e *env) hubConfig() string {
 	var tb strings.Builder
 	for _, tn := range tenants {
-		fmt.Fprintf(&tb, "  - {name: %s, token_file: %s}\n", tn, e.tokens[tn])
+		role := "bureau"
+		if tn == "databureau" {
+			role = "cross_bureau"
+		}
+		fmt.Fprintf(&tb, "  - {name: %s, token_file: %s, role: %s}\n", tn, e.tokens[tn], role)
 	}
 	return fmt.Sprintf(`grpc_listen_address: %s
 http_listen_address: 127.0.0.1:%d
@@ -103,8 +108,9 @@ clickhouse: {addr: [%q], database: %s}
 ingest:
   flush_interval: 100ms
 %s
+%s
 tenants:
-%s`, e.hubAddr(), e.httpPort, e.certs.CertFile, e.certs.KeyFile, chtest.Server(e.t).Addr(), e.db, e.hubExtra, tb.String())
+%s`, e.hubAddr(), e.httpPort, e.certs.CertFile, e.certs.KeyFile, chtest.Server(e.t).Addr(), e.db, e.hubExtra, e.hubTop, tb.String())
 }
 
 // startHub starts (or restarts) the hub and waits until it serves.

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	v1 "github.com/prometheus/prometheus/web/api/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
@@ -26,6 +27,7 @@ import (
 	"github.com/bureauhub/bureauhub/hub/auth"
 	"github.com/bureauhub/bureauhub/hub/ingest"
 	"github.com/bureauhub/bureauhub/hub/query"
+	"github.com/bureauhub/bureauhub/hub/rules"
 	"github.com/bureauhub/bureauhub/hub/store/clickhouse"
 )
 
@@ -47,6 +49,7 @@ type Config struct {
 	ClickHouse      clickhouse.Config   `yaml:"clickhouse"`
 	Ingest          ingest.Config       `yaml:"ingest"`
 	Query           query.Config        `yaml:"query"`
+	Rules           rules.Config        `yaml:"rules"`
 	Tenants         []auth.TenantConfig `yaml:"tenants"`
 }
 
@@ -64,6 +67,7 @@ func (c *Config) SetDefaults() {
 	c.ClickHouse.SetDefaults()
 	c.Ingest.SetDefaults()
 	c.Query.SetDefaults()
+	c.Rules.SetDefaults()
 }
 
 // Validate reports the first invalid field, by its YAML path.
@@ -92,6 +96,9 @@ func (c *Config) Validate() error {
 		return err
 	}
 	if err := c.Query.Validate(); err != nil {
+		return err
+	}
+	if err := c.Rules.Validate(); err != nil {
 		return err
 	}
 	if len(c.Tenants) == 0 {
@@ -133,6 +140,7 @@ type Hub struct {
 	store  *clickhouse.Store
 	ingest *ingest.Service
 	api    *query.API
+	rules  *rules.Manager
 	authn  *auth.Authenticator
 }
 
@@ -152,8 +160,11 @@ func New(cfg *Config, logger *slog.Logger) (*Hub, error) {
 	if err != nil {
 		return nil, err
 	}
-	api := query.New(cfg.Query, store, authn, nil, logger.With("component", "query"), reg)
-	return &Hub{cfg: cfg, logger: logger, reg: reg, store: store, ingest: svc, api: api, authn: authn}, nil
+	h := &Hub{cfg: cfg, logger: logger, reg: reg, store: store, ingest: svc, authn: authn}
+	h.api = query.New(cfg.Query, store, authn, func(p auth.Principal) v1.RulesRetriever { return h.rules.Retriever(p) },
+		logger.With("component", "query"), reg)
+	h.rules = rules.New(cfg.Rules, cfg.Tenants, h.api.Engine(), store, svc, nil, logger.With("component", "rules"), reg)
+	return h, nil
 }
 
 // Run migrates the schema, serves until ctx ends, then shuts down: agents'
@@ -193,6 +204,7 @@ func (h *Hub) Run(ctx context.Context) error {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(h.reg, promhttp.HandlerOpts{Registry: h.reg}))
 	mux.Handle("/api/v1/", h.api.Handler())
+	mux.HandleFunc("/-/reload", h.handleReload)
 	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 
@@ -201,6 +213,11 @@ func (h *Hub) Run(ctx context.Context) error {
 	errs := make(chan error, 2)
 	ingestDone := make(chan error, 1)
 	go func() { ingestDone <- h.ingest.Run(runCtx, h.cfg.ShutdownTimeout) }()
+	rulesDone := make(chan struct{})
+	go func() {
+		defer close(rulesDone)
+		_ = h.rules.Run(runCtx)
+	}()
 	go func() {
 		if err := gs.Serve(grpcLis); err != nil {
 			errs <- fmt.Errorf("serve grpc: %w", err)
@@ -238,6 +255,7 @@ func (h *Hub) Run(ctx context.Context) error {
 	shutCtx, cancelShut := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancelShut()
 	_ = hs.Shutdown(shutCtx)
+	<-rulesDone
 	if !ingestReturned {
 		if err := <-ingestDone; firstErr == nil {
 			firstErr = err
@@ -262,4 +280,28 @@ func (h *Hub) migrate(ctx context.Context) error {
 		}
 		backoff = min(2*backoff, 5*time.Second)
 	}
+}
+
+// Reload re-reads the rule files; on an invalid file the rules in force
+// stay and the error names the file.
+func (h *Hub) Reload() error { return h.rules.Reload() }
+
+// handleReload is POST /-/reload, as in Prometheus; it needs a
+// cross-bureau token because it affects every tenant.
+func (h *Hub) handleReload(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost && r.Method != http.MethodPut {
+		http.Error(w, "reload takes POST", http.StatusMethodNotAllowed)
+		return
+	}
+	p, err := query.Authenticate(h.authn, r)
+	if err != nil || !p.CanReadAll() {
+		http.Error(w, "reload needs a cross_bureau token", http.StatusForbidden)
+		return
+	}
+	if err := h.Reload(); err != nil {
+		h.logger.Error("rule reload failed; keeping the previous rules", "err", err)
+		http.Error(w, "reload failed, previous rules kept: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	fmt.Fprintln(w, "rules reloaded")
 }

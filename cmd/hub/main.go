@@ -48,5 +48,15 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for range hup {
+			if err := h.Reload(); err != nil {
+				logger.Error("rule reload on SIGHUP failed; keeping the previous rules", "err", err)
+			}
+		}
+	}()
 	return h.Run(ctx)
 }

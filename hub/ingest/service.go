@@ -293,7 +293,7 @@ func (s *Service) Push(stream fpb.Federation_PushServer) error {
 			acks <- ack
 			continue
 		}
-		if err := s.writer.enqueue(ctx, it, mine); err != nil {
+		if err := s.writer.enqueue(ctx, it, mine, nil); err != nil {
 			s.tracker.complete([]*pending{mine}, err)
 			release([]*pending{mine})
 			return finish(status.Error(codes.Unavailable, "hub is stopping; reconnect"))
@@ -383,4 +383,36 @@ func (s *Service) admit(_ context.Context, tenant string, b *fpb.Batch) (*item, 
 		return nil, ack, nil
 	}
 	return it, ack, nil
+}
+
+// Write stores series for tenant through the same validation, limits and
+// queue as agents' batches, and returns once ClickHouse has them; rule
+// evaluation uses it for recording rules and ALERTS series. It returns the
+// samples refused (with reasons) and an error only if nothing could be
+// queued or the write failed.
+func (s *Service) Write(ctx context.Context, tenant string, series []prompb.TimeSeries) (map[string]int, error) {
+	select {
+	case <-s.ready:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	var rej rejectionSet
+	it := s.convert(tenant, &prompb.WriteRequest{Timeseries: series}, time.Now(), &rej)
+	for r, n := range rej.counts {
+		s.m.rejected.WithLabelValues(tenant, r).Add(float64(n))
+	}
+	if it.samples == 0 {
+		return rej.counts, nil
+	}
+	s.m.received.WithLabelValues(tenant).Add(float64(it.samples + rej.total()))
+	done := make(chan error, 1)
+	if err := s.writer.enqueue(ctx, it, nil, done); err != nil {
+		return rej.counts, err
+	}
+	select {
+	case err := <-done:
+		return rej.counts, err
+	case <-ctx.Done():
+		return rej.counts, ctx.Err()
+	}
 }

@@ -19,9 +19,12 @@ type BlockWriter interface {
 	WriteProgress(ctx context.Context, progress map[clickhouse.AgentKey]uint64) error
 }
 
+// queued is one batch in the queue: an agent's (p set, tracked for
+// deduplication) or a local write from inside the hub (done set).
 type queued struct {
-	it *item
-	p  *pending
+	it   *item
+	p    *pending
+	done chan error
 }
 
 // writer is the bounded queue between streams and ClickHouse. enqueue
@@ -53,7 +56,7 @@ var errStopping = errors.New("hub is stopping")
 
 // enqueue adds it, blocking while the queue is full. A batch larger than the
 // whole queue is let in when the queue is empty.
-func (w *writer) enqueue(ctx context.Context, it *item, p *pending) error {
+func (w *writer) enqueue(ctx context.Context, it *item, p *pending, done chan error) error {
 	stop := context.AfterFunc(ctx, func() {
 		w.mu.Lock()
 		w.cond.Broadcast()
@@ -75,7 +78,7 @@ func (w *writer) enqueue(ctx context.Context, it *item, p *pending) error {
 	if len(w.queue) == 0 {
 		w.oldest = time.Now()
 	}
-	w.queue = append(w.queue, queued{it, p})
+	w.queue = append(w.queue, queued{it, p, done})
 	w.samples += it.samples
 	w.m.queueSamples.Set(float64(w.samples))
 	w.cond.Broadcast()
@@ -159,7 +162,9 @@ func (w *writer) run(ctx context.Context) {
 			block.Fingerprints = append(block.Fingerprints, it.fps...)
 			block.Timestamps = append(block.Timestamps, it.ts...)
 			block.Values = append(block.Values, it.vals...)
-			ps = append(ps, q.p)
+			if q.p != nil {
+				ps = append(ps, q.p)
+			}
 		}
 		err := w.writeWithRetry(ctx, &block)
 		w.tracker.complete(ps, err)
@@ -171,6 +176,11 @@ func (w *writer) run(ctx context.Context) {
 			w.persistProgress(ctx)
 		}
 		release(ps)
+		for _, q := range batch {
+			if q.done != nil {
+				q.done <- err
+			}
+		}
 		w.done(batch)
 	}
 }
