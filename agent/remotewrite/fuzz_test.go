@@ -27,10 +27,10 @@ func FuzzRemoteWriteHandler(f *testing.F) {
 	f.Add([]byte("\xff\xff\xff\xff\x0f"))
 
 	f.Fuzz(func(t *testing.T, body []byte) {
-		if n, err := snappy.DecodedLen(body); err == nil && n > 1<<20 && n <= remotewrite.MaxRequestBytes {
-			// A few bytes claiming tens of MiB make the handler allocate
-			// them all (TestHandler covers that path); fuzzing such
-			// inputs, and minimizing them, would crawl.
+		if n, err := snappy.DecodedLen(body); err == nil && n > 1<<20 && n <= remotewrite.MaxSnappyRatio*len(body)+64 {
+			// A plausible claim of over 1 MiB: decoding it is legitimate
+			// but slow to fuzz. Implausible claims are refused before any
+			// allocation (TestSnappyBombIsRefused).
 			t.Skip("claims a large decoded size")
 		}
 		fw := &fakeWriter{}

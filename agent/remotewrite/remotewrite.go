@@ -22,6 +22,11 @@ type Writer interface {
 // MaxRequestBytes bounds a request body, compressed and decoded.
 const MaxRequestBytes = 32 << 20
 
+// MaxSnappyRatio bounds how much a snappy block can expand; a header that
+// claims more is corrupt. Callers decoding snappy check it before
+// allocating the decoded size.
+const MaxSnappyRatio = 24
+
 // Handler serves POST requests at the remote_write endpoint. It answers 204
 // only once the samples are in the agent's durable buffer, 400 for a request
 // that can never be accepted (Prometheus drops it) and 500 when the buffer
@@ -65,6 +70,11 @@ func Decode(body []byte) (*prompb.WriteRequest, error) {
 	}
 	if n > MaxRequestBytes {
 		return nil, fmt.Errorf("decoded body of %d bytes exceeds %d", n, MaxRequestBytes)
+	}
+	// Snappy expands at most ~21x (a 3-byte copy yields 64 bytes); a
+	// header claiming more is a lie meant to make us allocate.
+	if n > MaxSnappyRatio*len(body)+64 {
+		return nil, fmt.Errorf("snappy header claims %d bytes from %d compressed: corrupt", n, len(body))
 	}
 	raw, err := snappy.Decode(nil, body)
 	if err != nil {

@@ -28,6 +28,9 @@ type Store interface {
 	LoadProgress(ctx context.Context) (map[clickhouse.AgentKey]uint64, error)
 }
 
+// maxSnappyRatio bounds a snappy block's expansion (see admit).
+const maxSnappyRatio = 24
+
 // maxInflightPerStream bounds the batches of one stream awaiting storage.
 const maxInflightPerStream = 64
 
@@ -294,6 +297,7 @@ func (s *Service) Push(stream fpb.Federation_PushServer) error {
 			continue
 		}
 		if err := s.writer.enqueue(ctx, it, mine, nil); err != nil {
+			s.forgetSeriesRows(it)
 			s.tracker.complete([]*pending{mine}, err)
 			release([]*pending{mine})
 			return finish(status.Error(codes.Unavailable, "hub is stopping; reconnect"))
@@ -340,6 +344,11 @@ func (s *Service) admit(_ context.Context, tenant string, b *fpb.Batch) (*item, 
 	}
 	if n > s.cfg.MaxBatchBytes {
 		return invalid(ReasonMalformed, "decoded size %d exceeds max_batch_bytes %d", n, s.cfg.MaxBatchBytes)
+	}
+	// Snappy expands at most ~21x; a header claiming more is corrupt and
+	// must not make the hub allocate the claimed size.
+	if n > maxSnappyRatio*len(b.Payload)+64 {
+		return invalid(ReasonMalformed, "snappy header claims %d bytes from %d compressed", n, len(b.Payload))
 	}
 	raw, err := snappy.Decode(nil, b.Payload)
 	if err != nil {
@@ -407,6 +416,7 @@ func (s *Service) Write(ctx context.Context, tenant string, series []prompb.Time
 	s.m.received.WithLabelValues(tenant).Add(float64(it.samples + rej.total()))
 	done := make(chan error, 1)
 	if err := s.writer.enqueue(ctx, it, nil, done); err != nil {
+		s.forgetSeriesRows(it)
 		return rej.counts, err
 	}
 	select {
@@ -414,5 +424,22 @@ func (s *Service) Write(ctx context.Context, tenant string, series []prompb.Time
 		return rej.counts, err
 	case <-ctx.Done():
 		return rej.counts, ctx.Err()
+	}
+}
+
+// forgetSeriesRows undoes convert's marking of it's series rows as written
+// when it could not be queued, so that the resend writes them.
+func (s *Service) forgetSeriesRows(it *item) {
+	if len(it.series) == 0 {
+		return
+	}
+	ts := s.tenant(it.tenant)
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	for _, r := range it.series {
+		if st, ok := ts.series[r.Fingerprint]; ok {
+			st.writtenDay = -1
+			ts.series[r.Fingerprint] = st
+		}
 	}
 }

@@ -117,7 +117,15 @@ func describe(ls []prompb.Label) string {
 // checkLabels validates one series' labels, sorted in place; it returns the
 // reason for refusing them, or "".
 func (c *Config) checkLabels(ls []prompb.Label) string {
-	if len(ls) > c.MaxLabelsPerSeries {
+	// The tenant label is added where absent: count it.
+	n := len(ls) + 1
+	for _, l := range ls {
+		if l.Name == TenantLabel {
+			n--
+			break
+		}
+	}
+	if n > c.MaxLabelsPerSeries {
 		return ReasonTooManyLabels
 	}
 	if !slices.IsSortedFunc(ls, func(a, b prompb.Label) int { return strings.Compare(a.Name, b.Name) }) {

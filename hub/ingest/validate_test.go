@@ -29,7 +29,7 @@ func smallLimits() Config {
 	return Config{
 		MaxFuture:           10 * time.Minute,
 		MaxAge:              time.Hour,
-		MaxLabelsPerSeries:  4,
+		MaxLabelsPerSeries:  5,
 		MaxLabelNameLength:  16,
 		MaxLabelValueLength: 16,
 	}
@@ -338,7 +338,9 @@ func TestCheckLabels(t *testing.T) {
 		{name: "duplicate name label", ls: lbls("__name__", "up", "__name__", "down"), want: ReasonDuplicateLabel},
 		{name: "invalid UTF-8", ls: lbls("__name__", "up", "x", "\xc3\x28"), want: ReasonInvalidLabelValue},
 		{name: "valid UTF-8", ls: lbls("__name__", "up", "x", "Grüße"), want: ""},
+		// The limit counts the bureau label the hub adds.
 		{name: "at the label count limit", ls: lbls("__name__", "up", "a", "1", "b", "2", "c", "3"), want: ""},
+		{name: "at the limit with bureau given", ls: lbls("__name__", "up", "a", "1", "b", "2", "c", "3", "bureau", "t"), want: ""},
 		{name: "over the label count limit", ls: lbls("__name__", "up", "a", "1", "b", "2", "c", "3", "d", "4"), want: ReasonTooManyLabels},
 		{name: "name too long", ls: lbls("__name__", "up", strings.Repeat("a", 17), "x"), want: ReasonLabelTooLong},
 		{name: "value too long", ls: lbls("__name__", "up", "a", strings.Repeat("x", 17)), want: ReasonLabelTooLong},

@@ -24,7 +24,8 @@ type BlockWriter interface {
 type queued struct {
 	it   *item
 	p    *pending
-	done chan error
+	done chan error // buffered (1): the flusher never waits for the caller
+	at   time.Time  // when it was queued
 }
 
 // writer is the bounded queue between streams and ClickHouse. enqueue
@@ -41,9 +42,9 @@ type writer struct {
 	mu      sync.Mutex
 	cond    *sync.Cond
 	queue   []queued
-	samples int // samples in queue
+	samples int // samples queued or being written: the backpressure bound
+	queued  int // samples queued and not yet taken: the flush trigger
 	closed  bool
-	oldest  time.Time
 }
 
 func newWriter(cfg *Config, store BlockWriter, tr *tracker, logger *slog.Logger, m *metrics) *writer {
@@ -75,11 +76,9 @@ func (w *writer) enqueue(ctx context.Context, it *item, p *pending, done chan er
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if len(w.queue) == 0 {
-		w.oldest = time.Now()
-	}
-	w.queue = append(w.queue, queued{it, p, done})
+	w.queue = append(w.queue, queued{it, p, done, time.Now()})
 	w.samples += it.samples
+	w.queued += it.samples
 	w.m.queueSamples.Set(float64(w.samples))
 	w.cond.Broadcast()
 	return nil
@@ -91,7 +90,7 @@ func (w *writer) take() ([]queued, bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for {
-		if len(w.queue) > 0 && (w.closed || w.samples >= w.cfg.FlushSamples || time.Since(w.oldest) >= w.cfg.FlushInterval) {
+		if len(w.queue) > 0 && (w.closed || w.queued >= w.cfg.FlushSamples || time.Since(w.queue[0].at) >= w.cfg.FlushInterval) {
 			break
 		}
 		if w.closed {
@@ -99,7 +98,7 @@ func (w *writer) take() ([]queued, bool) {
 		}
 		if len(w.queue) > 0 {
 			// Wake up when the oldest item is due.
-			t := time.AfterFunc(w.cfg.FlushInterval-time.Since(w.oldest), func() {
+			t := time.AfterFunc(w.cfg.FlushInterval-time.Since(w.queue[0].at), func() {
 				w.mu.Lock()
 				w.cond.Broadcast()
 				w.mu.Unlock()
@@ -117,7 +116,7 @@ func (w *writer) take() ([]queued, bool) {
 	batch := make([]queued, i)
 	copy(batch, w.queue[:i])
 	w.queue = append(w.queue[:0], w.queue[i:]...)
-	w.oldest = time.Now()
+	w.queued -= n
 	return batch, true
 }
 

@@ -488,8 +488,6 @@ func TestWriterConcurrent(t *testing.T) {
 // FlushSamples: otherwise, while one insert is slow, every other flusher
 // writes each new item on its own as soon as it arrives.
 func TestWriterInflightSamplesDoNotTriggerFlush(t *testing.T) {
-	t.Skip("BUG: writer.take compares w.samples, which still counts samples taken by other flushers " +
-		"until done(), with FlushSamples, so an idle flusher flushes tiny items while another insert is in flight (writer.go take)")
 	const interval = 100 * time.Millisecond
 	st := newFakeStore()
 	g := newGate()
