@@ -1,9 +1,11 @@
 package clickhouse
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -237,8 +239,22 @@ func (q *querier) lookup(ctx context.Context, where string, args []any, ms []*la
 	return out, rows.Err()
 }
 
-// fetch reads the samples of the selected series, ordered by time; a
-// repeated timestamp (a batch stored twice) is read once.
+// packedSamples has ClickHouse pack one series' samples into one String of
+// 17-byte records: ts (8 bytes, little-endian), value (8 bytes, the exact
+// float bits) and a '|'. The driver scans a String with a copy, while it
+// scans arrays and rows through reflection per element: BenchmarkSelect
+// read 1.4 M samples/s row by row, 2.5 M/s as two groupArray columns and
+// 9.6 M/s packed, on the 2-core development machine.
+// toFixedString restores the trailing zero bytes reinterpretAsString
+// drops; the '|' keeps the result a String, which keeps inner zero bytes.
+// Works on 18.16 and current releases.
+const packedSamples = "arrayStringConcat(groupArray(concat(toFixedString(reinterpretAsString(ts), 8), toFixedString(reinterpretAsString(value), 8), '|')))"
+
+const packedRecord = 17
+
+// fetch reads the samples of the selected series: one row per series with
+// its samples packed (see packedSamples), put in time order here, and a
+// repeated timestamp (a batch stored twice) kept once.
 func (q *querier) fetch(ctx context.Context, where string, args []any, mint, maxt int64, byKey map[seriesKey]*chSeries) error {
 	tenantCond, tenantArgs := "1", []any(nil)
 	if !q.scope.All {
@@ -248,37 +264,31 @@ func (q *querier) fetch(ctx context.Context, where string, args []any, mint, max
 		}
 	}
 	all := append(append(append([]any{}, tenantArgs...), mint, maxt), args...)
-	rows, err := q.s.conn.Query(ctx, "SELECT tenant, fingerprint, ts, value FROM "+q.s.db+".samples WHERE "+tenantCond+
+	rows, err := q.s.conn.Query(ctx, "SELECT tenant, fingerprint, "+packedSamples+" FROM "+q.s.db+".samples WHERE "+tenantCond+
 		" AND ts >= ? AND ts <= ? AND (tenant, fingerprint) IN (SELECT tenant, fingerprint FROM "+q.s.db+".series WHERE "+where+
-		") ORDER BY tenant, fingerprint, ts", all...)
+		") GROUP BY tenant, fingerprint", all...)
 	if err != nil {
 		return fmt.Errorf("select samples: %w", err)
 	}
 	defer rows.Close()
+	total := 0
 	var (
-		k     seriesKey
-		cur   *chSeries
-		total int
+		k      seriesKey
+		packed string
 	)
 	for rows.Next() {
-		var t seriesKey
-		var ts int64
-		var v float64
-		if err := rows.Scan(&t.tenant, &t.fp, &ts, &v); err != nil {
+		if err := rows.Scan(&k.tenant, &k.fp, &packed); err != nil {
 			return fmt.Errorf("scan samples: %w", err)
 		}
-		if cur == nil || t != k {
-			k, cur = t, byKey[t]
-		}
-		if cur == nil {
+		s := byKey[k]
+		if s == nil {
 			continue // dropped by the exact matcher check
 		}
-		if n := len(cur.samples); n > 0 && cur.samples[n-1].t == ts {
-			cur.samples[n-1].f = v
-			continue
+		if len(packed)%packedRecord != 0 {
+			return fmt.Errorf("read samples: packed length %d is not a multiple of %d", len(packed), packedRecord)
 		}
-		cur.samples = append(cur.samples, fSample{ts, v})
-		total++
+		s.samples = toSamples(packed)
+		total += len(s.samples)
 		if q.limits.MaxSamples > 0 && total > q.limits.MaxSamples {
 			return fmt.Errorf("%w: more than %d samples read", ErrLimit, q.limits.MaxSamples)
 		}
@@ -292,6 +302,35 @@ func (q *querier) fetch(ctx context.Context, where string, args []any, mint, max
 		}
 	}
 	return nil
+}
+
+// toSamples decodes packed records into samples in time order, one sample
+// per timestamp. Parts come back in any order, each sorted, so the input is
+// usually sorted already.
+func toSamples(packed string) fSamples {
+	out := make(fSamples, len(packed)/packedRecord)
+	sorted := true
+	for i := range out {
+		r := packed[i*packedRecord:]
+		out[i] = fSample{int64(le64(r)), math.Float64frombits(le64(r[8:]))}
+		if i > 0 && out[i].t <= out[i-1].t {
+			sorted = false
+		}
+	}
+	if sorted {
+		return out
+	}
+	slices.SortStableFunc(out, func(a, b fSample) int { return cmp.Compare(a.t, b.t) })
+	n := 0
+	for i := range out {
+		if n > 0 && out[n-1].t == out[i].t {
+			out[n-1] = out[i]
+			continue
+		}
+		out[n] = out[i]
+		n++
+	}
+	return out[:n]
 }
 
 // LabelNames implements storage.LabelQuerier.
@@ -351,3 +390,10 @@ func (s *seriesSet) Next() bool                        { s.i++; return s.i < len
 func (s *seriesSet) At() storage.Series                { return s.series[s.i] }
 func (s *seriesSet) Err() error                        { return nil }
 func (s *seriesSet) Warnings() annotations.Annotations { return nil }
+
+// le64 reads a little-endian uint64 from the first 8 bytes of s.
+func le64(s string) uint64 {
+	_ = s[7]
+	return uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
+}
