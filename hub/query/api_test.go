@@ -254,8 +254,9 @@ func TestTenantIsolation(t *testing.T) {
 
 func TestErrorsAndLimits(t *testing.T) {
 	h := newTestHub(t, Config{TenantLimits: map[string]Limits{
-		"consular": {MaxSeries: 1},
-		"health":   {MaxSamples: 10},
+		"consular":   {MaxSeries: 1},
+		"health":     {MaxSamples: 10},
+		"databureau": {Timeout: time.Nanosecond},
 	}})
 	end := ts(h.end)
 	for _, tc := range []struct {
@@ -270,6 +271,7 @@ func TestErrorsAndLimits(t *testing.T) {
 		{"bad time", healthToken, "/api/v1/query", url.Values{"query": {"up"}, "time": {"yesterday"}}, 400, "bad_data", "time"},
 		{"max series", consularToken, "/api/v1/query", url.Values{"query": {"up"}, "time": {end}}, 422, "execution", "series"},
 		{"max samples", healthToken, "/api/v1/query", url.Values{"query": {"http_requests_total[1h]"}, "time": {end}}, 422, "execution", "samples"},
+		{"timeout", dataToken, "/api/v1/query", url.Values{"query": {"up"}, "time": {end}}, 503, "timeout", "timed out"},
 		{"admin endpoint not served", dataToken, "/api/v1/admin/tsdb/snapshot", nil, 404, "not_found", "not served"},
 		{"remote read not served", dataToken, "/api/v1/read", nil, 404, "not_found", "not served"},
 	} {
