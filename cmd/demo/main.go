@@ -193,4 +193,3 @@ func waitReady(ctx context.Context, url string, p *e2e.Process) error {
 	}
 	return nil
 }
-

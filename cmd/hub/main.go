@@ -1,50 +1,34 @@
-// Command hub runs the bureauhub hub: it receives agents' batches over gRPC
-// and stores them in ClickHouse.
+// Command hub runs the bureauhub hub: it receives agents' batches over gRPC,
+// stores them in ClickHouse, answers PromQL and evaluates rules.
 package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
 
 	"github.com/bureauhub/bureauhub/hub"
+	"github.com/bureauhub/bureauhub/internal/daemon"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:]); err != nil {
-		fmt.Fprintln(os.Stderr, "hub:", err)
-		os.Exit(1)
-	}
-}
+func main() { daemon.Main("hub", run) }
 
 func run(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("hub", flag.ContinueOnError)
-	configFile := fs.String("config.file", "hub.yml", "path to the hub's YAML configuration")
-	logLevel := fs.String("log.level", "info", "debug, info, warn or error")
-	checkOnly := fs.Bool("config.check", false, "validate the configuration and exit")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
-		return fmt.Errorf("-log.level: %w", err)
-	}
-	logger := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	cfg, err := hub.LoadConfig(*configFile)
+	opts, err := daemon.Parse("hub", "hub.yml", args)
 	if err != nil {
 		return err
 	}
-	if *checkOnly {
+	cfg, err := hub.LoadConfig(opts.ConfigFile)
+	if err != nil {
+		return err
+	}
+	if opts.CheckOnly {
 		fmt.Println("config OK")
 		return nil
 	}
-	h, err := hub.New(cfg, logger)
+	h, err := hub.New(cfg, opts.Logger)
 	if err != nil {
 		return err
 	}
@@ -54,7 +38,7 @@ func run(ctx context.Context, args []string) error {
 	go func() {
 		for range hup {
 			if err := h.Reload(); err != nil {
-				logger.Error("rule reload on SIGHUP failed; keeping the previous rules", "err", err)
+				opts.Logger.Error("rule reload on SIGHUP failed; keeping the previous rules", "err", err)
 			}
 		}
 	}()
