@@ -35,6 +35,7 @@ test-short:
 
 fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzBatchDecode$$' -fuzztime=$(FUZZTIME) ./hub/ingest/
+	$(GO) test -run='^$$' -fuzz='^FuzzWireMatchesPrompb$$' -fuzztime=$(FUZZTIME) ./hub/ingest/
 	$(GO) test -run='^$$' -fuzz='^FuzzRemoteWriteHandler$$' -fuzztime=$(FUZZTIME) ./agent/remotewrite/
 
 # Starts ClickHouse, a hub and agents for three bureaus on loopback.

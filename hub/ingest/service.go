@@ -52,6 +52,9 @@ type Service struct {
 	tenantsMu sync.Mutex
 	tenants   map[string]*tenantState
 
+	// decoders pools decode buffers; what an item keeps is copied out.
+	decoders sync.Pool
+
 	streams sync.WaitGroup
 }
 
@@ -66,7 +69,14 @@ func New(cfg Config, store Store, authn *auth.Authenticator, logger *slog.Logger
 		ready:    make(chan struct{}),
 		stopping: make(chan struct{}),
 		tenants:  make(map[string]*tenantState),
+		decoders: sync.Pool{New: func() any { return &decoder{} }},
 	}, nil
+}
+
+// decoder is a reusable snappy buffer and decoded request.
+type decoder struct {
+	raw []byte
+	req wireRequest
 }
 
 // Register adds the service to a gRPC server.
@@ -350,17 +360,20 @@ func (s *Service) admit(_ context.Context, tenant string, b *fpb.Batch) (*item, 
 	if n > maxSnappyRatio*len(b.Payload)+64 {
 		return invalid(ReasonMalformed, "snappy header claims %d bytes from %d compressed", n, len(b.Payload))
 	}
-	raw, err := snappy.Decode(nil, b.Payload)
+	dec := s.decoders.Get().(*decoder)
+	defer s.decoders.Put(dec)
+	raw, err := snappy.Decode(dec.raw[:cap(dec.raw)], b.Payload)
 	if err != nil {
 		return invalid(ReasonMalformed, "snappy: %v", err)
 	}
-	var wr prompb.WriteRequest
-	if err := wr.Unmarshal(raw); err != nil {
+	dec.raw = raw
+	req := &dec.req
+	if err := req.unmarshal(raw); err != nil {
 		return invalid(ReasonMalformed, "protobuf: %v", err)
 	}
-	total := 0
-	for i := range wr.Timeseries {
-		total += len(wr.Timeseries[i].Samples) + len(wr.Timeseries[i].Histograms)
+	total := len(req.samples)
+	for i := range req.series {
+		total += req.series[i].histograms
 	}
 	now := time.Now()
 	ts := s.tenant(tenant)
@@ -371,7 +384,7 @@ func (s *Service) admit(_ context.Context, tenant string, b *fpb.Batch) (*item, 
 			"%s: tenant %q is over its limit of %g samples/s; retry later", ReasonRateLimited, tenant, ts.limits.SamplesPerSecond)
 	}
 	var rej rejectionSet
-	it := s.convert(tenant, &wr, now, &rej)
+	it := s.convertWire(tenant, req, now, &rej)
 	ack := &fpb.Ack{Seq: b.Seq, Code: uint32(codes.OK), AcceptedSamples: uint32(it.samples)}
 	if len(rej.counts) > 0 {
 		reasons := make([]string, 0, len(rej.counts))

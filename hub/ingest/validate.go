@@ -101,26 +101,39 @@ func validLabelName(s string) bool {
 	return true
 }
 
-func describe(ls []prompb.Label) string {
+func describe(ls []wireLabel) string {
 	var sb strings.Builder
 	sb.WriteByte('{')
 	for i, l := range ls {
 		if i > 0 {
 			sb.WriteString(", ")
 		}
-		fmt.Fprintf(&sb, "%s=%q", l.Name, l.Value)
+		fmt.Fprintf(&sb, "%s=%q", l.name, l.value)
 	}
 	sb.WriteByte('}')
 	return sb.String()
 }
 
+func byName(a, b wireLabel) int { return strings.Compare(a.name, b.name) }
+
 // checkLabels validates one series' labels, sorted in place; it returns the
 // reason for refusing them, or "".
 func (c *Config) checkLabels(ls []prompb.Label) string {
+	slices.SortFunc(ls, func(a, b prompb.Label) int { return strings.Compare(a.Name, b.Name) })
+	w := make([]wireLabel, len(ls))
+	for i, l := range ls {
+		w[i] = wireLabel{l.Name, l.Value}
+	}
+	return c.checkWire(w)
+}
+
+// checkWire validates one series' labels, as sent (empty values included),
+// sorting them in place.
+func (c *Config) checkWire(ls []wireLabel) string {
 	// The tenant label is added where absent: count it.
 	n := len(ls) + 1
 	for _, l := range ls {
-		if l.Name == TenantLabel {
+		if l.name == TenantLabel {
 			n--
 			break
 		}
@@ -128,28 +141,28 @@ func (c *Config) checkLabels(ls []prompb.Label) string {
 	if n > c.MaxLabelsPerSeries {
 		return ReasonTooManyLabels
 	}
-	if !slices.IsSortedFunc(ls, func(a, b prompb.Label) int { return strings.Compare(a.Name, b.Name) }) {
-		slices.SortFunc(ls, func(a, b prompb.Label) int { return strings.Compare(a.Name, b.Name) })
+	if !slices.IsSortedFunc(ls, byName) {
+		slices.SortFunc(ls, byName)
 	}
 	hasName := false
 	for i, l := range ls {
-		if len(l.Name) > c.MaxLabelNameLength || len(l.Value) > c.MaxLabelValueLength {
+		if len(l.name) > c.MaxLabelNameLength || len(l.value) > c.MaxLabelValueLength {
 			return ReasonLabelTooLong
 		}
-		if i > 0 && ls[i-1].Name == l.Name {
+		if i > 0 && ls[i-1].name == l.name {
 			return ReasonDuplicateLabel
 		}
-		if l.Name == labels.MetricName {
-			if !validMetricName(l.Value) {
+		if l.name == labels.MetricName {
+			if !validMetricName(l.value) {
 				return ReasonInvalidMetricName
 			}
 			hasName = true
 			continue
 		}
-		if !validLabelName(l.Name) {
+		if !validLabelName(l.name) {
 			return ReasonInvalidLabelName
 		}
-		if !utf8.ValidString(l.Value) {
+		if !utf8.ValidString(l.value) {
 			return ReasonInvalidLabelValue
 		}
 	}
@@ -159,94 +172,115 @@ func (c *Config) checkLabels(ls []prompb.Label) string {
 	return ""
 }
 
-// convert validates wr for tenant and returns the accepted samples. Series
-// that fail validation or exceed the tenant's series limit are counted in
-// rej; their samples are not stored.
+// convert validates already decoded series (local writes, tests).
 func (s *Service) convert(tenant string, wr *prompb.WriteRequest, now time.Time, rej *rejectionSet) *item {
+	var req wireRequest
+	req.fromProto(wr.Timeseries)
+	return s.convertWire(tenant, &req, now, rej)
+}
+
+// normalize writes into dst the labels a series is stored with: empty
+// values dropped (an empty label is no label), the tenant label forced to
+// the tenant, in name order.
+func normalize(dst, ls []wireLabel, tenant string) []wireLabel {
+	start := len(dst)
+	tenantSet := false
+	for _, l := range ls {
+		switch {
+		case l.value == "":
+			continue
+		case l.name == TenantLabel:
+			l.value = tenant
+			tenantSet = true
+		}
+		dst = append(dst, l)
+	}
+	if !tenantSet {
+		dst = append(dst, wireLabel{TenantLabel, tenant})
+	}
+	if out := dst[start:]; !slices.IsSortedFunc(out, byName) {
+		slices.SortFunc(out, byName)
+	}
+	return dst
+}
+
+// convertWire validates req for tenant and returns the accepted samples.
+// Series that fail validation or exceed the tenant's series limit are
+// counted in rej; their samples are not stored. A series already known to
+// the tenant was validated when first seen (the fingerprint covers every
+// label), so only new series are checked in full.
+func (s *Service) convertWire(tenant string, req *wireRequest, now time.Time, rej *rejectionSet) *item {
 	c := &s.cfg
 	minT := now.Add(-c.MaxAge).UnixMilli()
 	maxT := now.Add(c.MaxFuture).UnixMilli()
-	n := 0
-	for i := range wr.Timeseries {
-		n += len(wr.Timeseries[i].Samples)
-	}
 	it := &item{
 		tenant: tenant,
-		fps:    make([]uint64, 0, n),
-		ts:     make([]int64, 0, n),
-		vals:   make([]float64, 0, n),
+		fps:    make([]uint64, 0, len(req.samples)),
+		ts:     make([]int64, 0, len(req.samples)),
+		vals:   make([]float64, 0, len(req.samples)),
 	}
+	// Outside the tenant's lock: stored label sets and fingerprints.
+	norm := make([]wireLabel, 0, len(req.labels)+len(req.series))
+	bounds := make([]int, len(req.series)+1)
+	fps := make([]uint64, len(req.series))
+	var h clickhouse.Hasher
+	for i := range req.series {
+		if n := req.series[i].histograms; n > 0 {
+			rej.add(ReasonHistogram, n, func() string { return describe(req.seriesLabels(i)) })
+		}
+		lo := len(norm)
+		if len(req.seriesSamples(i)) > 0 {
+			norm = normalize(norm, req.seriesLabels(i), tenant)
+			h.Reset()
+			for _, l := range norm[lo:] {
+				h.Add(l.name, l.value)
+			}
+			fps[i] = h.Sum()
+		}
+		bounds[i+1] = len(norm)
+	}
+
 	ts := s.tenant(tenant)
-	var b labels.ScratchBuilder
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
-	for i := range wr.Timeseries {
-		series := &wr.Timeseries[i]
-		if len(series.Histograms) > 0 {
-			rej.add(ReasonHistogram, len(series.Histograms), func() string { return describe(series.Labels) })
-		}
-		if len(series.Samples) == 0 {
+	for i := range req.series {
+		samples := req.seriesSamples(i)
+		if len(samples) == 0 {
 			continue
 		}
-		if reason := c.checkLabels(series.Labels); reason != "" {
-			rej.add(reason, len(series.Samples), func() string { return describe(series.Labels) })
-			continue
-		}
-		b.Reset()
-		name := ""
-		tenantSet := false
-		for _, l := range series.Labels {
-			switch {
-			case l.Value == "":
-				// An empty label value is the same as no label.
-				continue
-			case l.Name == labels.MetricName:
-				name = l.Value
-			case l.Name == TenantLabel:
-				l.Value = tenant
-				tenantSet = true
-			}
-			b.Add(l.Name, l.Value)
-		}
-		if !tenantSet {
-			b.Add(TenantLabel, tenant)
-			b.Sort()
-		}
-		lset := b.Labels()
-		fp := lset.Hash()
+		fp, stored := fps[i], norm[bounds[i]:bounds[i+1]]
 		st, known := ts.series[fp]
-		if !known && ts.limits.MaxActiveSeries > 0 && len(ts.series) >= ts.limits.MaxActiveSeries {
-			rej.add(ReasonSeriesLimit, len(series.Samples), func() string { return lset.String() })
-			continue
+		if !known {
+			if reason := c.checkWire(req.seriesLabels(i)); reason != "" {
+				rej.add(reason, len(samples), func() string { return describe(req.seriesLabels(i)) })
+				continue
+			}
+			if ts.limits.MaxActiveSeries > 0 && len(ts.series) >= ts.limits.MaxActiveSeries {
+				rej.add(ReasonSeriesLimit, len(samples), func() string { return describe(stored) })
+				continue
+			}
 		}
 		kept := 0
-		var names, values []string
-		for _, smp := range series.Samples {
+		for _, smp := range samples {
 			switch {
-			case smp.Timestamp > maxT:
+			case smp.t > maxT:
 				rej.add(ReasonTooFarInFuture, 1, func() string {
-					return fmt.Sprintf("%s @%d is %s ahead", lset.String(), smp.Timestamp, time.UnixMilli(smp.Timestamp).Sub(now).Round(time.Second))
+					return fmt.Sprintf("%s @%d is %s ahead", describe(stored), smp.t, time.UnixMilli(smp.t).Sub(now).Round(time.Second))
 				})
 				continue
-			case smp.Timestamp < minT:
-				rej.add(ReasonTooOld, 1, func() string { return fmt.Sprintf("%s @%d", lset.String(), smp.Timestamp) })
+			case smp.t < minT:
+				rej.add(ReasonTooOld, 1, func() string { return fmt.Sprintf("%s @%d", describe(stored), smp.t) })
 				continue
 			}
 			it.fps = append(it.fps, fp)
-			it.ts = append(it.ts, smp.Timestamp)
-			it.vals = append(it.vals, smp.Value)
+			it.ts = append(it.ts, smp.t)
+			it.vals = append(it.vals, smp.v)
 			kept++
 			// The series table is indexed by the UTC days of the samples
 			// (not of arrival), so that buffered or backfilled data is
 			// found by day-pruned lookups.
-			if day := SampleDay(smp.Timestamp); !known || st.writtenDay != day {
-				if names == nil {
-					names, values = splitLabels(lset)
-				}
-				it.series = append(it.series, clickhouse.SeriesRow{
-					Tenant: tenant, Date: time.Unix(int64(day)*86400, 0).UTC(), Fingerprint: fp,
-					MetricName: name, LabelNames: names, LabelValues: values,
-				})
+			if day := SampleDay(smp.t); !known || st.writtenDay != day {
+				it.series = append(it.series, seriesRow(tenant, day, fp, stored))
 				st.writtenDay, known = day, true
 			}
 		}
@@ -260,6 +294,22 @@ func (s *Service) convert(tenant string, wr *prompb.WriteRequest, now time.Time,
 	return it
 }
 
+// seriesRow builds a series table row, copying the strings out of the
+// batch's buffer.
+func seriesRow(tenant string, day int32, fp uint64, ls []wireLabel) clickhouse.SeriesRow {
+	r := clickhouse.SeriesRow{Tenant: tenant, Date: time.Unix(int64(day)*86400, 0).UTC(), Fingerprint: fp,
+		LabelNames: make([]string, 0, len(ls)), LabelValues: make([]string, 0, len(ls))}
+	for _, l := range ls {
+		if l.name == labels.MetricName {
+			r.MetricName = strings.Clone(l.value)
+			continue
+		}
+		r.LabelNames = append(r.LabelNames, strings.Clone(l.name))
+		r.LabelValues = append(r.LabelValues, strings.Clone(l.value))
+	}
+	return r
+}
+
 // SampleDay is the UTC day (days since the epoch) of a timestamp in
 // milliseconds; times before the epoch count as day 0, the first day a
 // ClickHouse Date can hold.
@@ -268,18 +318,4 @@ func SampleDay(ms int64) int32 {
 		return 0
 	}
 	return int32(ms / 86_400_000)
-}
-
-// splitLabels returns the names and values of lset without __name__, in
-// the series table's layout.
-func splitLabels(lset labels.Labels) (names, values []string) {
-	names = make([]string, 0, lset.Len())
-	values = make([]string, 0, lset.Len())
-	lset.Range(func(l labels.Label) {
-		if l.Name != labels.MetricName {
-			names = append(names, l.Name)
-			values = append(values, l.Value)
-		}
-	})
-	return names, values
 }

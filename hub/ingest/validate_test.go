@@ -54,7 +54,7 @@ func ser(ls []prompb.Label, tss ...int64) prompb.TimeSeries {
 }
 
 // fp is the fingerprint the hub must give the label set nv.
-func fp(nv ...string) uint64 { return labels.FromStrings(nv...).Hash() }
+func fp(nv ...string) uint64 { return clickhouse.Fingerprint(labels.FromStrings(nv...)) }
 
 func convertOnce(tb testing.TB, s *Service, tenant string, now time.Time, ts ...prompb.TimeSeries) (*item, map[string]int) {
 	tb.Helper()

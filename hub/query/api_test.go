@@ -56,7 +56,7 @@ func newTestHub(t *testing.T, cfg Config) *testHub {
 	end := time.Now().Truncate(time.Minute)
 	var b clickhouse.Block
 	add := func(tenant string, ls labels.Labels, value func(i int) float64) {
-		fp := ls.Hash()
+		fp := clickhouse.Fingerprint(ls)
 		var names, values []string
 		ls.Range(func(l labels.Label) {
 			if l.Name != labels.MetricName {

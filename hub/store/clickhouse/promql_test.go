@@ -57,7 +57,7 @@ func (a *promAppender) Append(_ storage.SeriesRef, ls labels.Labels, _, t int64,
 	if h != nil || fh != nil {
 		return 0, errNativeHistograms
 	}
-	fp := ls.Hash()
+	fp := Fingerprint(ls)
 	day := t / 86_400_000
 	if t < 0 {
 		day = 0
