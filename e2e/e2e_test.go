@@ -157,6 +157,13 @@ scrape_configs:
 			t.Errorf("job %s: %d samples, %d distinct values: a scrape was stored twice", job, n, distinctVals)
 		}
 	}
+	// The agent's own /metrics reports each target's scrape health.
+	for _, job := range []string{"app", "app-sd"} {
+		if up := metricValue(t, a.url, "bureauhub_agent_target_up", map[string]string{"job": job}); up != 1 {
+			t.Errorf("agent reports bureauhub_agent_target_up{job=%q} = %v, want 1", job, up)
+		}
+	}
+
 	// Each successful scrape stores up and every app series once, in one
 	// batch; bounding both counts by one timestamp keeps a scrape that
 	// lands between the two queries out of both.

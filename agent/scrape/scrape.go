@@ -49,11 +49,64 @@ type Manager struct {
 	w      Writer
 	logger *slog.Logger
 	reg    prometheus.Registerer
+
+	mu      sync.Mutex
+	scraper *promscrape.Manager // set by Run
 }
 
-// New returns a Manager; Run starts it.
+// New returns a Manager; Run starts it. reg also gets per-target scrape
+// health: bureauhub_agent_target_up and
+// bureauhub_agent_target_scrape_duration_seconds{job, instance}.
 func New(cfg *config.Config, w Writer, logger *slog.Logger, reg prometheus.Registerer) *Manager {
-	return &Manager{cfg: cfg, w: w, logger: logger, reg: reg}
+	m := &Manager{cfg: cfg, w: w, logger: logger, reg: reg}
+	if reg != nil {
+		reg.MustRegister(targetHealth{m})
+	}
+	return m
+}
+
+var (
+	targetUpDesc = prometheus.NewDesc("bureauhub_agent_target_up",
+		"1 if the last scrape of the target succeeded, 0 if it failed (unknown targets are not listed).", []string{"job", "instance"}, nil)
+	targetDurationDesc = prometheus.NewDesc("bureauhub_agent_target_scrape_duration_seconds",
+		"Duration of the last scrape of the target.", []string{"job", "instance"}, nil)
+)
+
+// targetHealth reports each active target's last scrape, read from
+// Prometheus's scrape manager at collection time.
+type targetHealth struct{ m *Manager }
+
+func (t targetHealth) Describe(ch chan<- *prometheus.Desc) {
+	ch <- targetUpDesc
+	ch <- targetDurationDesc
+}
+
+func (t targetHealth) Collect(ch chan<- prometheus.Metric) {
+	t.m.mu.Lock()
+	sm := t.m.scraper
+	t.m.mu.Unlock()
+	if sm == nil {
+		return
+	}
+	for job, targets := range sm.TargetsActive() {
+		for _, tg := range targets {
+			var up float64
+			switch tg.Health() {
+			case promscrape.HealthGood:
+				up = 1
+			case promscrape.HealthBad:
+				up = 0
+			default:
+				continue // not scraped yet
+			}
+			inst := tg.DiscoveredLabels(labels.NewBuilder(labels.EmptyLabels())).Get("__address__")
+			if v := tg.Labels(labels.NewBuilder(labels.EmptyLabels())).Get("instance"); v != "" {
+				inst = v
+			}
+			ch <- prometheus.MustNewConstMetric(targetUpDesc, prometheus.GaugeValue, up, job, inst)
+			ch <- prometheus.MustNewConstMetric(targetDurationDesc, prometheus.GaugeValue, tg.LastScrapeDuration().Seconds(), job, inst)
+		}
+	}
 }
 
 // Run scrapes until ctx ends.
@@ -81,6 +134,9 @@ func (m *Manager) Run(ctx context.Context) error {
 	if err := sm.ApplyConfig(m.cfg); err != nil {
 		return fmt.Errorf("apply scrape config: %w", err)
 	}
+	m.mu.Lock()
+	m.scraper = sm
+	m.mu.Unlock()
 	if err := dm.ApplyConfig(sd); err != nil {
 		return fmt.Errorf("apply discovery config: %w", err)
 	}
