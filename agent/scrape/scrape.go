@@ -179,9 +179,13 @@ func (a *appender) Append(_ storage.SeriesRef, ls labels.Labels, _, t int64, v f
 	pl := make([]prompb.Label, 0, ls.Len()+4)
 	ls.Range(func(l labels.Label) { pl = append(pl, prompb.Label{Name: l.Name, Value: l.Value}) })
 	a.series = append(a.series, prompb.TimeSeries{Labels: pl, Samples: []prompb.Sample{{Timestamp: t, Value: v}}})
-	// The scrape loop caches refs; a non-zero ref must stand for ls, and
-	// this appender has no series table, so it returns 0 (unknown).
-	return 0, nil
+	// The scrape loop tracks staleness (and caches series) only for
+	// non-zero refs, so return one that stands for ls: its hash. The
+	// appender itself never reads refs; it always gets ls.
+	if ref := storage.SeriesRef(ls.Hash()); ref != 0 {
+		return ref, nil
+	}
+	return 1, nil
 }
 
 func (a *appender) Commit() error {
