@@ -43,8 +43,13 @@ demo: build
 	./scripts/ensure-clickhouse.sh
 	$(BIN)/demo -bin $(BIN)
 
+# Every benchmark (ingest, agent footprint, query and rules), each beside
+# its peers in the same run; results go to bench-out/ and docs/benchmarks.md.
 bench: build
 	./bench/run.sh
+	./bench/agent.sh
+	./bench/query.sh
+	./bench/docs.sh
 
 # Regenerates the federation protocol's Go code (checked in).
 proto:

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Copies the agent footprint and query results (bench-out/agent.md,
+# bench-out/query.md) into docs/benchmarks.md between their markers,
+# appending a section the first time. The ingest section is written by
+# bench/run.sh itself.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=${BENCH_OUT:-bench-out}
+docs=docs/benchmarks.md
+for name in agent query; do
+	src="$out/$name.md"
+	if [ ! -s "$src" ]; then
+		echo "bench/docs.sh: no $src; leaving the $name section as it is" >&2
+		continue
+	fi
+	begin="<!-- BEGIN $name: written by bench/docs.sh from $src; edits between these markers are overwritten -->"
+	end="<!-- END $name -->"
+	if ! grep -q "^<!-- BEGIN $name" "$docs"; then
+		title=$([ "$name" = agent ] && echo "Agent footprint" || echo "Query latency and rule evaluation")
+		printf '\n## %s\n\n%s\n%s\n' "$title" "$begin" "$end" >>"$docs"
+	fi
+	python3 - "$docs" "$src" "$name" "$begin" <<'PY'
+import re, sys
+docs, src, name, begin = sys.argv[1:]
+text = open(docs).read()
+body = open(src).read().strip()
+pat = re.compile(r"<!-- BEGIN " + re.escape(name) + r"[^\n]*-->\n.*?<!-- END " + re.escape(name) + r" -->", re.S)
+text = pat.sub(lambda m: begin + "\n" + body + "\n<!-- END " + name + " -->", text, count=1)
+open(docs, "w").write(text)
+PY
+	echo "bench/docs.sh: wrote the $name section of $docs" >&2
+done
