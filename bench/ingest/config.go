@@ -62,6 +62,8 @@ type Config struct {
 	SweepWarmup   time.Duration
 	SweepDuration time.Duration
 	Hub           HubSetting
+	// HubFlushInterval is the hub's ingest.flush_interval in every run.
+	HubFlushInterval time.Duration
 	// Drain bounds the wait for outstanding acks once the load stops.
 	Drain time.Duration
 
@@ -105,6 +107,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.SweepDuration, "sweep-duration", 20*time.Second, "measurement window of each sweep run")
 	fs.IntVar(&c.Hub.FlushSamples, "hub-flush-samples", 500_000, "hub ingest.flush_samples when there is no sweep")
 	fs.IntVar(&c.Hub.Writers, "hub-writers", 2, "hub ingest.writers when there is no sweep")
+	fs.DurationVar(&c.HubFlushInterval, "hub-flush-interval", time.Second, "hub ingest.flush_interval: how long samples may wait for a fuller insert")
 	fs.DurationVar(&c.Drain, "drain", 60*time.Second, "wait for outstanding acks after the load stops")
 	fs.StringVar(&c.HubBinary, "hub-binary", "", "hub binary (default: go build ./cmd/hub)")
 	fs.StringVar(&c.ClickHouseBinary, "clickhouse-binary", "", "clickhouse-server binary (default: PATH or /usr/sbin)")

@@ -115,10 +115,11 @@ ingest:
   flush_samples: %d
   writers: %d
   queue_samples: %d
+  flush_interval: %s
 tenants:
   - {name: bench, token_file: %s}
 `, grpcPort, httpPort, r.certs.CertFile, r.certs.KeyFile, srv.Addr(), hubDB, s.FlushSamples, s.Writers,
-		max(4_000_000, 4*s.FlushSamples), r.tokFile)
+		max(4_000_000, 4*s.FlushSamples), r.cfg.HubFlushInterval, r.tokFile)
 	if err := os.WriteFile(cfgPath, []byte(hubCfg), 0o644); err != nil {
 		return nil, err
 	}
@@ -148,7 +149,7 @@ tenants:
 		w.perfPID = hub.Pid()
 		w.perfOut = filepath.Join(r.cfg.OutDir, "hub.perf.data")
 	}
-	setting := fmt.Sprintf("TLS, flush_samples=%d, writers=%d, %d streams x %d in flight", s.FlushSamples, s.Writers, r.cfg.Streams, r.cfg.Inflight)
+	setting := fmt.Sprintf("TLS, flush_samples=%d, writers=%d, flush_interval=%s, %d streams x %d in flight", s.FlushSamples, s.Writers, r.cfg.HubFlushInterval, r.cfg.Streams, r.cfg.Inflight)
 	m, err := r.measure(ctx, Measurement{Target: targetHub, Setting: setting, Role: role},
 		[]namedPID{{"hub", hub.Pid()}, {"clickhouse", chPID}}, r.cfg.Streams, fs.run, w)
 	if err != nil {
