@@ -135,6 +135,12 @@ func TestRulesEndToEnd(t *testing.T) {
 	if m := e.queryUint("SELECT count() FROM {db}.series WHERE metric_name = 'job:e2e_rules_metric:sum' AND tenant != 'consular'"); m != 0 {
 		t.Errorf("recording results written into %d other tenants' series", m)
 	}
+	// Each bureau's rule groups report their own metrics.
+	for _, tn := range []string{"consular", "health"} {
+		if n := metricValue(t, e.hubURL(), "prometheus_rule_group_iterations_total", map[string]string{"tenant": tn}); n < 1 {
+			t.Errorf("no rule group iterations reported for tenant %s", tn)
+		}
+	}
 	if m := e.queryUint("SELECT count() FROM {db}.series WHERE metric_name = 'ALERTS_FOR_STATE' AND tenant = 'consular'"); m == 0 {
 		t.Errorf("no ALERTS_FOR_STATE series stored for consular")
 	}

@@ -44,6 +44,7 @@ type writer struct {
 	queue   []queued
 	samples int // samples queued or being written: the backpressure bound
 	queued  int // samples queued and not yet taken: the flush trigger
+	waiting int // queued local writes, whose callers wait: flushed at once
 	closed  bool
 }
 
@@ -79,6 +80,9 @@ func (w *writer) enqueue(ctx context.Context, it *item, p *pending, done chan er
 	w.queue = append(w.queue, queued{it, p, done, time.Now()})
 	w.samples += it.samples
 	w.queued += it.samples
+	if done != nil {
+		w.waiting++
+	}
 	w.m.queueSamples.Set(float64(w.samples))
 	w.cond.Broadcast()
 	return nil
@@ -90,7 +94,7 @@ func (w *writer) take() ([]queued, bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for {
-		if len(w.queue) > 0 && (w.closed || w.queued >= w.cfg.FlushSamples || time.Since(w.queue[0].at) >= w.cfg.FlushInterval) {
+		if len(w.queue) > 0 && (w.closed || w.waiting > 0 || w.queued >= w.cfg.FlushSamples || time.Since(w.queue[0].at) >= w.cfg.FlushInterval) {
 			break
 		}
 		if w.closed {
@@ -115,6 +119,11 @@ func (w *writer) take() ([]queued, bool) {
 	}
 	batch := make([]queued, i)
 	copy(batch, w.queue[:i])
+	for _, q := range batch {
+		if q.done != nil {
+			w.waiting--
+		}
+	}
 	w.queue = append(w.queue[:0], w.queue[i:]...)
 	w.queued -= n
 	return batch, true

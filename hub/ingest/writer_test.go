@@ -569,3 +569,22 @@ func TestWriterLocalWrites(t *testing.T) {
 		})
 	}
 }
+
+// TestWriterFlushesLocalWritesAtOnce: a local write's caller (a rule
+// evaluation) waits for it, so it is flushed at once instead of after
+// FlushInterval or once FlushSamples have gathered.
+func TestWriterFlushesLocalWritesAtOnce(t *testing.T) {
+	st := newFakeStore()
+	r := newWriterRig(t, Config{QueueSamples: 1000, FlushSamples: 1000, FlushInterval: time.Hour}, st)
+	r.start(1)
+	done := make(chan error, 1)
+	if err := r.w.enqueue(context.Background(), testItem("local", 0, 1), nil, done); err != nil {
+		t.Fatal(err)
+	}
+	if err := recv(t, "the local write's outcome", done); err != nil {
+		t.Fatalf("local write: %v", err)
+	}
+	if n := st.blockCallsSoFar(); n != 1 {
+		t.Errorf("%d inserts, want 1", n)
+	}
+}

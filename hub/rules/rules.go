@@ -143,7 +143,7 @@ type Manager struct {
 	writer   Writer
 	notifier Notifier
 	logger   *slog.Logger
-	metrics  *promrules.Metrics
+	reg      prometheus.Registerer
 
 	mu       sync.RWMutex
 	managers map[string]*promrules.Manager
@@ -156,7 +156,7 @@ type Manager struct {
 // New builds the manager; Run starts evaluation.
 func New(cfg Config, tenants []auth.TenantConfig, engine promql.QueryEngine, store *clickhouse.Store, w Writer, n Notifier, logger *slog.Logger, reg prometheus.Registerer) *Manager {
 	m := &Manager{cfg: cfg, tenants: tenants, engine: engine, store: store, writer: w, notifier: n, logger: logger,
-		metrics:  promrules.NewGroupMetrics(reg),
+		reg:      reg,
 		managers: map[string]*promrules.Manager{},
 		cross:    map[string]bool{},
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -196,7 +196,9 @@ func (m *Manager) Run(ctx context.Context) error {
 			OutageTolerance: m.cfg.OutageTolerance,
 			ForGracePeriod:  m.cfg.ForGracePeriod,
 			ResendDelay:     m.cfg.ResendDelay,
-			Metrics:         m.metrics,
+			// Each tenant's groups report under a tenant label: the same
+			// file and group run for every bureau.
+			Metrics: promrules.NewGroupMetrics(prometheus.WrapRegistererWith(prometheus.Labels{"tenant": tenant}, m.reg)),
 		})
 		m.managers[tenant] = mgr
 		m.cross[tenant] = all

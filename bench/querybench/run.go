@@ -1,0 +1,719 @@
+package querybench
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/bureauhub/bureauhub/e2e"
+	"github.com/bureauhub/bureauhub/hub/store/clickhouse"
+	"github.com/bureauhub/bureauhub/hub/store/clickhouse/chserver"
+)
+
+const hubDB = "bureauhub"
+
+// Results is what query.json holds.
+type Results struct {
+	Date     time.Time         `json:"date"`
+	Command  string            `json:"command"`
+	Machine  Machine           `json:"machine"`
+	Versions map[string]string `json:"versions"`
+	Data     DataInfo          `json:"data"`
+	Systems  []string          `json:"systems"`
+	Reps     int               `json:"reps"`
+	// Tolerance is the relative difference allowed when comparing values.
+	Tolerance float64 `json:"tolerance"`
+	// HubConfigExtra is YAML added to the hub's config, if any.
+	HubConfigExtra string            `json:"hub_config_extra,omitempty"`
+	Queries        []*QueryResult    `json:"queries"`
+	Rules          RulesInfo         `json:"rules"`
+	Profile        *Profile          `json:"hub_profile,omitempty"`
+	Skipped        map[string]string `json:"skipped,omitempty"`
+	Notes          []string          `json:"notes,omitempty"`
+}
+
+// Machine describes where the run happened.
+type Machine struct {
+	CPUs     int     `json:"cpus"`
+	CPUModel string  `json:"cpu_model"`
+	MemGiB   float64 `json:"memory_gib"`
+	Kernel   string  `json:"kernel"`
+}
+
+// DataInfo describes the generated data and how long loading took.
+type DataInfo struct {
+	Series           int       `json:"series"`
+	Samples          int64     `json:"samples"`
+	SamplesPerSeries int       `json:"samples_per_series"`
+	Interval         string    `json:"interval"`
+	Span             string    `json:"span"`
+	First            time.Time `json:"first_sample_before"`
+	End              time.Time `json:"end"`
+	MetricNames      int       `json:"metric_names"`
+	Hosts            int       `json:"hosts"`
+	APIs             int       `json:"api_instances"`
+	Padding          int       `json:"padding_series"`
+	// LoadSeconds: generating and writing to ClickHouse, VictoriaMetrics
+	// and the OpenMetrics file in one pass, then promtool, then merging.
+	LoadSeconds map[string]float64 `json:"load_seconds,omitempty"`
+	Reused      bool               `json:"reused,omitempty"`
+	Stored      map[string]int64   `json:"stored_samples,omitempty"`
+}
+
+// QueryResult is one query's timings per system and the result checks.
+type QueryResult struct {
+	Query
+	Step   string             `json:"step"`
+	Points int                `json:"points_per_series"`
+	Timing map[string]*Timing `json:"timing"`
+	// HubVsProm compares the hub's result with Prometheus' point by point;
+	// VMVsProm likewise (MetricsQL differs by design: informational).
+	HubVsProm *Agreement `json:"bureauhub_vs_prometheus,omitempty"`
+	VMVsProm  *Agreement `json:"victoriametrics_vs_prometheus,omitempty"`
+	// HubVsEngineOnProm compares the hub's result with the hub's own
+	// PromQL engine run in process over Prometheus' blocks.
+	HubVsEngineOnProm *Agreement `json:"bureauhub_vs_its_engine_on_prometheus_blocks,omitempty"`
+	// Ratios of p50s: hub over each peer.
+	HubOverProm float64 `json:"p50_bureauhub_over_prometheus,omitempty"`
+	HubOverVM   float64 `json:"p50_bureauhub_over_victoriametrics,omitempty"`
+}
+
+// RulesInfo is the rule phase's outcome.
+type RulesInfo struct {
+	Files           []string           `json:"files"`
+	Interval        string             `json:"evaluation_interval"`
+	Window          string             `json:"window"`
+	HubEvaluatedAt  time.Time          `json:"bureauhub_started"`
+	PromEvaluatedAt time.Time          `json:"prometheus_started"`
+	Groups          []*RuleGroupResult `json:"groups"`
+}
+
+type runner struct {
+	cfg      Config
+	res      *Results
+	log      io.Writer
+	work     string
+	logDir   string
+	hubBin   string
+	rulesDir string
+	ch       *chserver.Server
+	chPID    int
+	promData string // empty when Prometheus is skipped
+	vmData   string // empty when VictoriaMetrics is skipped
+	// hubResults are the hub's answers, by query name.
+	hubResults map[string]matrix
+}
+
+func (r *runner) logf(format string, args ...any) {
+	fmt.Fprintf(r.log, "querybench: "+format+"\n", args...)
+}
+
+func (r *runner) note(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	r.logf("note: %s", msg)
+	r.res.Notes = append(r.res.Notes, msg)
+}
+
+func (r *runner) skip(system, reason string) {
+	r.logf("%s: skipped: %s", system, reason)
+	r.res.Skipped[system] = reason
+}
+
+// manifest records a completed load in the working directory, for -reuse.
+type manifest struct {
+	Series   int       `json:"series"`
+	Span     string    `json:"span"`
+	Interval string    `json:"interval"`
+	Seed     uint64    `json:"seed"`
+	End      time.Time `json:"end"`
+	Prom     bool      `json:"prometheus"`
+	VM       bool      `json:"victoriametrics"`
+}
+
+// Run runs the benchmark and writes query.md and query.json to
+// cfg.OutDir; progress goes to log.
+func Run(ctx context.Context, cfg Config, log io.Writer) (err error) {
+	if cfg.RenderFrom != "" {
+		return render(cfg, log)
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	if cfg.Command == "" {
+		cfg.Command = strings.Join(os.Args, " ")
+	}
+	if err := os.MkdirAll(cfg.OutDir, 0o755); err != nil {
+		return err
+	}
+	if cfg.WorkDir == "" {
+		cfg.WorkDir = filepath.Join(cfg.OutDir, "query-work")
+	}
+	work, err := filepath.Abs(cfg.WorkDir)
+	if err != nil {
+		return err
+	}
+	r := &runner{cfg: cfg, log: log, work: work, logDir: filepath.Join(work, "logs"), hubResults: map[string]matrix{},
+		res: &Results{Date: time.Now().UTC(), Command: cfg.Command, Versions: map[string]string{}, Skipped: map[string]string{}, Reps: cfg.Reps, Tolerance: cfg.Tolerance, HubConfigExtra: cfg.HubConfigExtra}}
+	r.res.Machine = machine()
+	r.findPeers()
+	man, reuse := r.reusable()
+	if !reuse {
+		if err := os.RemoveAll(work); err != nil {
+			return err
+		}
+	}
+	if err := os.MkdirAll(r.logDir, 0o755); err != nil {
+		return err
+	}
+	defer func() {
+		if !cfg.Keep {
+			if rmErr := os.RemoveAll(work); rmErr != nil && err == nil {
+				err = rmErr
+			}
+		} else {
+			r.logf("kept %s", work)
+		}
+	}()
+	root, rootErr := moduleRoot()
+	r.rulesDir = cfg.RulesDir
+	if r.rulesDir == "" {
+		if rootErr != nil {
+			return fmt.Errorf("-rules-dir: %w", rootErr)
+		}
+		r.rulesDir = filepath.Join(root, "rules")
+	}
+	r.hubBin = cfg.HubBinary
+	if r.hubBin == "" {
+		if rootErr != nil {
+			return fmt.Errorf("-hub-binary: %w", rootErr)
+		}
+		dir := filepath.Join(work, "bin")
+		r.logf("building cmd/hub into %s", dir)
+		if err := e2e.Build(root, dir, "hub"); err != nil {
+			return err
+		}
+		r.hubBin = filepath.Join(dir, "hub")
+	}
+	if rootErr == nil {
+		r.res.Versions[sysHub] = gitDescribe(root)
+	}
+
+	// ClickHouse, with query_log for the profile.
+	chDir := filepath.Join(work, "clickhouse")
+	if err := os.MkdirAll(filepath.Join(chDir, "config.d"), 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(chDir, "config.d", "query_log.xml"), []byte(queryLogXML), 0o644); err != nil {
+		return err
+	}
+	chLog, err := os.Create(filepath.Join(r.logDir, "clickhouse.out"))
+	if err != nil {
+		return err
+	}
+	defer chLog.Close()
+	r.logf("starting clickhouse-server")
+	r.ch, err = chserver.Start(ctx, chserver.Options{Dir: chDir, Binary: cfg.ClickHouseBinary, Log: chLog})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if stopErr := r.ch.Stop(); stopErr != nil {
+			r.logf("clickhouse stop: %v", stopErr)
+		}
+	}()
+	if r.chPID, err = findPID("--config-file=" + filepath.Join(r.ch.Dir(), "config.xml")); err != nil {
+		return fmt.Errorf("find clickhouse-server: %w", err)
+	}
+	if v, err := r.ch.Query(ctx, "SELECT version()"); err == nil {
+		r.res.Versions["clickhouse"] = "ClickHouse " + strings.TrimSpace(v)
+	}
+
+	end := time.Now().Add(cfg.Ahead)
+	if reuse {
+		end = man.End
+	}
+	d, err := NewDataset(cfg.Series, cfg.Span, cfg.Interval, end, cfg.Seed)
+	if err != nil {
+		return err
+	}
+	r.describeData(d)
+
+	var vm *target
+	if r.vmData != "" {
+		if vm, err = r.startVM(ctx); err != nil {
+			return err
+		}
+		defer func() {
+			if stopErr := vm.stop(); stopErr != nil {
+				r.logf("victoria-metrics stop: %v", stopErr)
+			}
+		}()
+		if v := binVersion(cfg.VMBinary, "victoria-metrics"); v != "" {
+			r.res.Versions[sysVM] = v
+		}
+	}
+	if reuse {
+		r.res.Data.Reused = true
+		r.logf("reusing the data loaded at %s (ending %s)", work, man.End.Format(time.RFC3339))
+	} else if err := r.load(ctx, d, vm); err != nil {
+		return err
+	}
+	r.countStored(ctx, d, vm)
+
+	if cfg.RulesWindow > 0 {
+		if err := r.rulePhase(ctx); err != nil {
+			return fmt.Errorf("rule phase: %w", err)
+		}
+	}
+	qs := querySet(d, cfg)
+	if err := r.queryPhase(ctx, d, qs, vm); err != nil {
+		return fmt.Errorf("query phase: %w", err)
+	}
+	if r.promData != "" {
+		r.logf("checking the hub's answers against its engine on Prometheus' blocks")
+		if err := r.engineCheck(ctx); err != nil {
+			r.note("engine check on Prometheus' blocks failed: %v", err)
+		}
+	}
+	if cfg.ProfileReps > 0 {
+		var full []Query
+		for _, q := range qs {
+			if q.Window == d.Span {
+				full = append(full, q)
+			}
+		}
+		r.logf("profile: %d full-span queries x %d in process", len(full), cfg.ProfileReps)
+		p, err := r.profileHub(ctx, full)
+		if err != nil {
+			r.note("profile failed: %v", err)
+		}
+		r.res.Profile = p
+	}
+	return r.report(log)
+}
+
+const queryLogXML = `<?xml version="1.0"?>
+<!-- Written by querybench: system.query_log for statements run with log_queries=1. -->
+<yandex>
+    <query_log>
+        <database>system</database>
+        <table>query_log</table>
+        <flush_interval_milliseconds>1000</flush_interval_milliseconds>
+    </query_log>
+</yandex>
+`
+
+// reusable reports whether the working directory holds a completed load
+// of the same data that -reuse may use.
+func (r *runner) reusable() (manifest, bool) {
+	var m manifest
+	if !r.cfg.Reuse {
+		return m, false
+	}
+	b, err := os.ReadFile(filepath.Join(r.work, "manifest.json"))
+	if err != nil || json.Unmarshal(b, &m) != nil {
+		r.logf("-reuse: no completed load in %s; loading afresh", r.work)
+		return m, false
+	}
+	if m.Series != r.cfg.Series || m.Span != r.cfg.Span.String() || m.Interval != r.cfg.Interval.String() || m.Seed != r.cfg.Seed ||
+		m.Prom != (r.promData != "") || m.VM != (r.vmData != "") {
+		r.logf("-reuse: %s holds other data; loading afresh", r.work)
+		return m, false
+	}
+	return m, true
+}
+
+// findPeers decides which peers run, recording why one is skipped.
+func (r *runner) findPeers() {
+	look := func(name, bin, pkg string) string {
+		if bin == "" {
+			r.skip(name, "no binary given")
+			return ""
+		}
+		path, err := exec.LookPath(bin)
+		if err != nil {
+			r.skip(name, fmt.Sprintf("%v (install Debian's %s package)", err, pkg))
+			return ""
+		}
+		return path
+	}
+	if p := look(sysProm, r.cfg.PrometheusBinary, "prometheus"); p != "" {
+		tool, err := exec.LookPath(r.cfg.PromtoolBinary)
+		if err != nil {
+			r.skip(sysProm, fmt.Sprintf("promtool: %v", err))
+		} else {
+			r.cfg.PrometheusBinary, r.cfg.PromtoolBinary = p, tool
+			r.promData = filepath.Join(r.work, "prometheus")
+			r.res.Versions[sysProm] = binVersion(p, "prometheus", "--version")
+		}
+	}
+	if !r.has(sysProm) {
+		r.cfg.PrometheusBinary = ""
+	}
+	if p := look(sysVM, r.cfg.VMBinary, "victoria-metrics"); p != "" {
+		r.cfg.VMBinary = p
+		r.vmData = filepath.Join(r.work, "victoria-metrics")
+	}
+}
+
+func (r *runner) has(system string) bool {
+	switch system {
+	case sysProm:
+		return r.promData != ""
+	case sysVM:
+		return r.vmData != ""
+	}
+	return true
+}
+
+// load generates the data once into every store, then lets each store
+// settle: OPTIMIZE FINAL in ClickHouse, blocks written by promtool for
+// Prometheus, a forced flush and merge in VictoriaMetrics.
+func (r *runner) load(ctx context.Context, d *Dataset, vm *target) error {
+	r.res.Data.LoadSeconds = map[string]float64{}
+	store, err := clickhouse.Open(clickhouse.Config{Addr: []string{r.ch.Addr()}, Database: hubDB, Username: "default",
+		DialTimeout: 5 * time.Second, ReadTimeout: 5 * time.Minute, MaxOpenConns: 4}, slog.New(slog.DiscardHandler), nil)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	if err := store.Migrate(ctx); err != nil {
+		return err
+	}
+	sinks := []sink{newCHSink(ctx, store)}
+	omPath := filepath.Join(r.work, "data.om")
+	if r.promData != "" {
+		om, err := newOMSink(omPath)
+		if err != nil {
+			return err
+		}
+		sinks = append(sinks, om)
+	}
+	if vm != nil {
+		sinks = append(sinks, newVMSink(ctx, vm.base))
+	}
+	r.logf("generating %d series x %d samples into %d stores", len(d.Series), d.Samples(), len(sinks))
+	start := time.Now()
+	if err := generate(ctx, d, sinks); err != nil {
+		return fmt.Errorf("load: %w", err)
+	}
+	r.res.Data.LoadSeconds["generate_and_write"] = time.Since(start).Seconds()
+	r.logf("written in %.0f s", time.Since(start).Seconds())
+
+	if r.promData != "" {
+		start = time.Now()
+		r.logf("promtool: writing Prometheus blocks")
+		cmd := exec.CommandContext(ctx, r.cfg.PromtoolBinary, "tsdb", "create-blocks-from", "openmetrics",
+			"--max-block-duration=18h", "--quiet", omPath, r.promData)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("promtool: %w: %s", err, abbreviate(string(out), 2000))
+		}
+		r.res.Data.LoadSeconds["promtool"] = time.Since(start).Seconds()
+		r.logf("promtool took %.0f s", time.Since(start).Seconds())
+		if !r.cfg.Keep {
+			os.Remove(omPath)
+		}
+	}
+	start = time.Now()
+	r.logf("clickhouse: OPTIMIZE FINAL")
+	for _, t := range []string{"samples", "series"} {
+		if err := optimizeFinal(ctx, r.ch, t); err != nil {
+			return err
+		}
+	}
+	r.res.Data.LoadSeconds["clickhouse_optimize_final"] = time.Since(start).Seconds()
+	if vm != nil {
+		start = time.Now()
+		r.logf("victoria-metrics: force flush and merge")
+		if err := vmSettle(ctx, vm.base); err != nil {
+			return err
+		}
+		r.res.Data.LoadSeconds["victoriametrics_force_merge"] = time.Since(start).Seconds()
+	}
+	m := manifest{Series: r.cfg.Series, Span: r.cfg.Span.String(), Interval: r.cfg.Interval.String(), Seed: r.cfg.Seed,
+		End: d.End, Prom: r.promData != "", VM: vm != nil}
+	b, _ := json.Marshal(m)
+	return os.WriteFile(filepath.Join(r.work, "manifest.json"), b, 0o644)
+}
+
+// countStored reads how many samples each store holds, to show that all
+// hold the same data.
+func (r *runner) countStored(ctx context.Context, d *Dataset, vm *target) {
+	r.res.Data.Stored = map[string]int64{}
+	if out, err := r.ch.Query(ctx, "SELECT count() FROM "+hubDB+".samples"); err == nil {
+		n, _ := strconv.ParseInt(strings.TrimSpace(out), 10, 64)
+		r.res.Data.Stored[sysHub] = n
+	}
+	if r.promData != "" {
+		var total int64
+		entries, _ := os.ReadDir(r.promData)
+		for _, e := range entries {
+			b, err := os.ReadFile(filepath.Join(r.promData, e.Name(), "meta.json"))
+			if err != nil {
+				continue
+			}
+			var meta struct {
+				Stats struct {
+					NumSamples int64 `json:"numSamples"`
+				} `json:"stats"`
+			}
+			if json.Unmarshal(b, &meta) == nil {
+				total += meta.Stats.NumSamples
+			}
+		}
+		r.res.Data.Stored[sysProm] = total
+	}
+	if vm != nil {
+		// Rows that went into VictoriaMetrics' storage (it counts only in
+		// the current process, so this is 0 when -reuse started it anew).
+		if m, err := scrape(ctx, vm.base+"/metrics", ""); err == nil {
+			r.res.Data.Stored[sysVM] = int64(m.sum("vm_rows_added_to_storage_total"))
+		}
+	}
+	want := int64(len(d.Series)) * int64(d.Samples())
+	if r.res.Data.Reused {
+		return // earlier rule phases added their results
+	}
+	for sys, n := range r.res.Data.Stored {
+		if n != want && !(sys == sysVM && n == 0) {
+			r.note("%s holds %d samples; %d were generated", sys, n, want)
+		}
+	}
+}
+
+func (r *runner) describeData(d *Dataset) {
+	names := map[string]bool{}
+	for _, s := range d.Series {
+		names[s.Labels.Get("__name__")] = true
+	}
+	r.res.Data = DataInfo{
+		Series: len(d.Series), Samples: int64(len(d.Series)) * int64(d.Samples()), SamplesPerSeries: d.Samples(),
+		Interval: d.Interval.String(), Span: d.Span.String(), First: d.End.Add(-d.Span).UTC(), End: d.End.UTC(),
+		MetricNames: len(names), Hosts: d.Hosts, APIs: d.APIs, Padding: d.Padding,
+	}
+}
+
+// queryPhase runs every query on every system: one unmeasured warm-up run
+// each (whose results are compared), then Reps measured runs, rotating
+// the order of the systems from one round to the next.
+func (r *runner) queryPhase(ctx context.Context, d *Dataset, qs []Query, vm *target) error {
+	hub, err := r.startHub(ctx, hubOptions{name: "hub"})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := hub.stop(); err != nil {
+			r.logf("hub stop: %v", err)
+		}
+	}()
+	targets := []*target{hub}
+	if r.promData != "" {
+		prom, err := r.startProm(ctx, "prometheus", nil)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			if err := prom.stop(); err != nil {
+				r.logf("prometheus stop: %v", err)
+			}
+		}()
+		targets = append(targets, prom)
+	}
+	if vm != nil {
+		targets = append(targets, vm)
+	}
+	for _, t := range targets {
+		r.res.Systems = append(r.res.Systems, t.name)
+	}
+	hc := &http.Client{Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 4}, Timeout: r.cfg.RequestTimeout}
+	for _, q := range qs {
+		qr := &QueryResult{Query: q, Step: q.Step.String(), Points: int(q.End.Sub(q.Start)/q.Step) + 1, Timing: map[string]*Timing{}}
+		r.res.Queries = append(r.res.Queries, qr)
+		results := map[string]matrix{}
+		walls := map[string][]time.Duration{}
+		cpus := map[string][][]float64{}
+		errs := map[string][]string{}
+		var bytes = map[string]int{}
+		for _, t := range targets {
+			res := queryRange(ctx, hc, t, q)
+			if res.err != nil {
+				errs[t.name] = append(errs[t.name], "warm-up: "+res.err.Error())
+				continue
+			}
+			m, err := parseMatrix(res.body)
+			if err != nil {
+				errs[t.name] = append(errs[t.name], "warm-up: "+err.Error())
+				continue
+			}
+			results[t.name] = m
+			bytes[t.name] = res.bytes
+			if t.name == sysHub {
+				r.hubResults[q.Name] = m
+			}
+		}
+		for rep := range r.cfg.Reps {
+			for k := range targets {
+				t := targets[(k+rep)%len(targets)]
+				res := queryRange(ctx, hc, t, q)
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				if res.err != nil {
+					errs[t.name] = append(errs[t.name], res.err.Error())
+					continue
+				}
+				walls[t.name] = append(walls[t.name], res.wall)
+				cpus[t.name] = append(cpus[t.name], res.cpu)
+			}
+		}
+		for _, t := range targets {
+			tm := summarise(walls[t.name], cpus[t.name], t.procs)
+			tm.ResponseBytes = bytes[t.name]
+			tm.Series = len(results[t.name])
+			tm.Errors = errs[t.name]
+			qr.Timing[t.name] = &tm
+		}
+		if want, ok := results[sysProm]; ok {
+			if got, ok := results[sysHub]; ok {
+				qr.HubVsProm = compare(got, want, r.cfg.Tolerance)
+			}
+			if got, ok := results[sysVM]; ok {
+				qr.VMVsProm = compare(got, want, r.cfg.Tolerance)
+			}
+		}
+		hubT := qr.Timing[sysHub]
+		if p := qr.Timing[sysProm]; p != nil && p.P50Millis > 0 && hubT.P50Millis > 0 {
+			qr.HubOverProm = hubT.P50Millis / p.P50Millis
+		}
+		if v := qr.Timing[sysVM]; v != nil && v.P50Millis > 0 && hubT.P50Millis > 0 {
+			qr.HubOverVM = hubT.P50Millis / v.P50Millis
+		}
+		line := fmt.Sprintf("%-32s", q.Name)
+		for _, t := range targets {
+			tm := qr.Timing[t.name]
+			line += fmt.Sprintf("  %s p50 %.0f ms p95 %.0f ms (%d series)", t.name, tm.P50Millis, tm.P95Millis, tm.Series)
+		}
+		if qr.HubVsProm != nil && !qr.HubVsProm.OK() {
+			line += "  MISMATCH: " + qr.HubVsProm.Example
+		}
+		r.logf("%s", line)
+	}
+	return nil
+}
+
+// optimizeFinal merges table into one part per partition, retrying while
+// background merges hold parts.
+func optimizeFinal(ctx context.Context, srv *chserver.Server, table string) error {
+	for attempt := 0; ; attempt++ {
+		if _, err := srv.Query(ctx, fmt.Sprintf("OPTIMIZE TABLE %s.%s FINAL", hubDB, table)); err != nil {
+			return err
+		}
+		out, err := srv.Query(ctx, fmt.Sprintf(`SELECT max(c) FROM (SELECT count() AS c FROM system.parts
+			WHERE database = '%s' AND table = '%s' AND active GROUP BY partition)`, hubDB, table))
+		if err != nil {
+			return err
+		}
+		if n := strings.TrimSpace(out); n == "1" || n == "0" {
+			return nil
+		}
+		if attempt == 10 {
+			return fmt.Errorf("%s.%s: still several parts per partition after OPTIMIZE FINAL", hubDB, table)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
+
+func machine() Machine {
+	m := Machine{CPUs: runtime.NumCPU()}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				m.CPUModel = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(line); len(f) >= 2 && f[0] == "MemTotal:" {
+				kb, _ := strconv.ParseFloat(f[1], 64)
+				m.MemGiB = kb / (1 << 20)
+			}
+		}
+	}
+	if out, err := exec.Command("uname", "-r").Output(); err == nil {
+		m.Kernel = strings.TrimSpace(string(out))
+	}
+	return m
+}
+
+// moduleRoot finds the bureauhub module from the working directory up.
+func moduleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		b, err := os.ReadFile(filepath.Join(dir, "go.mod"))
+		if err == nil && strings.Contains(string(b), "module github.com/bureauhub/bureauhub\n") {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("not inside the bureauhub module")
+		}
+		dir = parent
+	}
+}
+
+func gitDescribe(root string) string {
+	cmd := exec.Command("git", "describe", "--always", "--dirty")
+	cmd.Dir = root
+	out, err := cmd.Output()
+	if err != nil {
+		return "bureauhub (no git)"
+	}
+	return "bureauhub " + strings.TrimSpace(string(out))
+}
+
+// render rewrites query.md from an earlier run's query.json.
+func render(cfg Config, out io.Writer) error {
+	b, err := os.ReadFile(cfg.RenderFrom)
+	if err != nil {
+		return err
+	}
+	var res Results
+	if err := json.Unmarshal(b, &res); err != nil {
+		return fmt.Errorf("%s: %w", cfg.RenderFrom, err)
+	}
+	md := Markdown(&res)
+	if err := os.WriteFile(filepath.Join(cfg.OutDir, "query.md"), []byte(md), 0o644); err != nil {
+		return err
+	}
+	_, err = io.WriteString(out, md)
+	return err
+}
+
+func writeJSON(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
