@@ -24,6 +24,9 @@ import re, sys
 docs, src, name, begin = sys.argv[1:]
 text = open(docs).read()
 body = open(src).read().strip()
+# The section heading is ours; drop the report's own.
+if body.startswith("## "):
+    body = body.split("\n", 1)[1].strip() if "\n" in body else ""
 pat = re.compile(r"<!-- BEGIN " + re.escape(name) + r"[^\n]*-->\n.*?<!-- END " + re.escape(name) + r" -->", re.S)
 text = pat.sub(lambda m: begin + "\n" + body + "\n<!-- END " + name + " -->", text, count=1)
 open(docs, "w").write(text)
