@@ -17,8 +17,8 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
-	fpb "github.com/bureauhub/bureauhub/api/federationpb"
 	"github.com/bureauhub/bureauhub/agent/buffer"
+	fpb "github.com/bureauhub/bureauhub/api/federationpb"
 )
 
 const testToken = "ship-test-token-0123456789"
