@@ -87,6 +87,7 @@ func (p *pusher) push(ctx context.Context, prefix string, nSeries, nSamples int,
 	}
 	body := snappy.Encode(nil, raw)
 	n := nSeries * nSamples
+	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, p.url, bytes.NewReader(body))
 		req.Header.Set("Content-Encoding", "snappy")
@@ -96,7 +97,7 @@ func (p *pusher) push(ctx context.Context, prefix string, nSeries, nSamples int,
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			if errors.Is(err, syscall.ECONNREFUSED) {
+			if errors.Is(err, syscall.ECONNREFUSED) && time.Now().Before(deadline) {
 				time.Sleep(50 * time.Millisecond)
 				continue // never reached the agent: safe to retry
 			}
@@ -124,7 +125,9 @@ func (p *pusher) totals(prefix string) (accepted, ambiguous int) {
 }
 
 // steady pushes one request per interval until ctx ends, with timestamps
-// that never repeat, and returns when it has stopped.
+// that never repeat, and returns when it has stopped. Stopping takes effect
+// between requests, never during one: a request cut off mid-flight could
+// have been accepted without the pusher knowing.
 func (p *pusher) steady(ctx context.Context, tb testing.TB, prefix string, nSeries int, interval time.Duration) func() {
 	done := make(chan struct{})
 	go func() {
@@ -132,11 +135,9 @@ func (p *pusher) steady(ctx context.Context, tb testing.TB, prefix string, nSeri
 		ts := time.Now().UnixMilli()
 		tick := time.NewTicker(interval)
 		defer tick.Stop()
-		for {
-			if err := p.push(ctx, prefix, nSeries, 1, ts); err != nil {
-				if ctx.Err() == nil {
-					tb.Errorf("push: %v", err)
-				}
+		for ctx.Err() == nil {
+			if err := p.push(context.Background(), prefix, nSeries, 1, ts); err != nil {
+				tb.Errorf("push: %v", err)
 				return
 			}
 			ts += 1000
