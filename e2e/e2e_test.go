@@ -232,11 +232,16 @@ scrape_configs:
 		t.Errorf("host collections are incomplete: cpu series have %d..%d samples, node_load1 %d", minCPU, maxCPU, load)
 	}
 	e.noDuplicatesAnywhere()
-	// The hub counted what it wrote; the agent what was acknowledged.
-	written := metricValue(t, e.hubURL(), "bureauhub_ingest_written_samples_total", map[string]string{"tenant": "consular"})
-	if total := float64(e.queryUint("SELECT count() FROM {db}.samples")); written != total {
-		t.Errorf("hub says it wrote %v samples, ClickHouse holds %v", written, total)
+	// The hub's count of what it wrote matches what ClickHouse holds, once
+	// the agent has stopped sending.
+	if err := a.Stop(20 * time.Second); err != nil {
+		t.Fatalf("agent did not stop cleanly: %v", err)
 	}
+	waitFor(t, 30*time.Second, func() (bool, string) {
+		written := metricValue(t, e.hubURL(), "bureauhub_ingest_written_samples_total", map[string]string{"tenant": "consular"})
+		total := float64(e.queryUint("SELECT count() FROM {db}.samples"))
+		return written == total, fmt.Sprintf("hub says it wrote %v samples, ClickHouse holds %v", written, total)
+	})
 }
 
 // TestHubOutage stops the hub during steady traffic; the agent buffers,
