@@ -91,32 +91,49 @@ func (p *Process) Kill() {
 }
 
 // RSSBytes reads the process's resident set size from /proc.
-func (p *Process) RSSBytes() (int64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.Pid()))
-	if err != nil {
-		return 0, err
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(line, "VmRSS:") {
-			f := strings.Fields(line)
-			kb, err := strconv.ParseInt(f[1], 10, 64)
-			return kb * 1024, err
-		}
-	}
-	return 0, errors.New("no VmRSS in /proc status")
-}
+func (p *Process) RSSBytes() (int64, error) { return ProcStatusBytes(p.Pid(), "VmRSS") }
 
 // CPUSeconds reads the process's user+system CPU time from /proc.
-func (p *Process) CPUSeconds() (float64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.Pid()))
+func (p *Process) CPUSeconds() (float64, error) { return ProcCPUSeconds(p.Pid()) }
+
+// ProcCPUSeconds returns a process's user+system CPU time, all threads,
+// from /proc/PID/stat.
+func ProcCPUSeconds(pid int) (float64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0, err
 	}
 	s := string(b)
 	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	ut, _ := strconv.ParseFloat(f[11], 64)
-	st, _ := strconv.ParseFloat(f[12], 64)
+	if len(f) < 13 {
+		return 0, errors.New("short /proc stat")
+	}
+	ut, err1 := strconv.ParseFloat(f[11], 64)
+	st, err2 := strconv.ParseFloat(f[12], 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, err
+	}
 	return (ut + st) / 100, nil // USER_HZ is 100 on Linux
+}
+
+// ProcStatusBytes reads a kB field of /proc/PID/status, such as VmRSS or
+// VmHWM (the peak resident set size), in bytes.
+func ProcStatusBytes(pid int, field string) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, field+":") {
+			f := strings.Fields(line)
+			if len(f) < 2 {
+				break
+			}
+			kb, err := strconv.ParseInt(f[1], 10, 64)
+			return kb * 1024, err
+		}
+	}
+	return 0, fmt.Errorf("no %s in /proc/%d/status", field, pid)
 }
 
 // Log returns the process's log so far.

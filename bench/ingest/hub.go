@@ -93,10 +93,7 @@ func (r *runner) hubRun(ctx context.Context, s HubSetting, role string, w window
 			os.RemoveAll(dir)
 		}
 	}()
-	chPID, err := findPID("--config-file=" + filepath.Join(srv.Dir(), "config.xml"))
-	if err != nil {
-		return nil, fmt.Errorf("find clickhouse-server: %w", err)
-	}
+	chPID := srv.PID()
 	grpcPort, err := e2e.FreePort()
 	if err != nil {
 		return nil, err
@@ -254,7 +251,7 @@ func (r *runner) zstdStorage(ctx context.Context, srv *chserver.Server) (Storage
 func chStorage(ctx context.Context, srv *chserver.Server, samples, series, method string) (Storage, error) {
 	st := Storage{Target: targetHub, Method: method, Columns: map[string]float64{}}
 	for _, t := range []string{samples, series} {
-		if err := optimizeFinal(ctx, srv, t); err != nil {
+		if err := srv.OptimizeFinal(ctx, hubDB, t); err != nil {
 			return st, err
 		}
 	}
@@ -297,32 +294,6 @@ func chStorage(ctx context.Context, srv *chserver.Server, samples, series, metho
 	st.Note = fmt.Sprintf("after OPTIMIZE FINAL: %d part(s) of samples, %d of series (%d rows, %.0f bytes/series)",
 		parts[samples], parts[series], st.SeriesRows, float64(st.SeriesBytes)/float64(max(1, st.SeriesRows)))
 	return st, nil
-}
-
-// optimizeFinal merges table into one part per partition, retrying while
-// background merges hold parts.
-func optimizeFinal(ctx context.Context, srv *chserver.Server, table string) error {
-	for attempt := 0; ; attempt++ {
-		if _, err := srv.Query(ctx, fmt.Sprintf("OPTIMIZE TABLE %s.%s FINAL", hubDB, table)); err != nil {
-			return err
-		}
-		out, err := srv.Query(ctx, fmt.Sprintf(`SELECT max(c) FROM (SELECT count() AS c FROM system.parts
-			WHERE database = '%s' AND table = '%s' AND active GROUP BY partition)`, hubDB, table))
-		if err != nil {
-			return err
-		}
-		if n := strings.TrimSpace(out); n == "1" || n == "0" {
-			return nil
-		}
-		if attempt == 10 {
-			return fmt.Errorf("%s.%s: still several parts per partition after OPTIMIZE FINAL", hubDB, table)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(2 * time.Second):
-		}
-	}
 }
 
 // waitLog waits for text to appear in p's log.

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"syscall"
 	"time"
+
+	"github.com/bureauhub/bureauhub/e2e"
 )
 
 // ProcStats is one server process's cost over the measurement window.
@@ -163,7 +165,7 @@ func (r *runner) measure(ctx context.Context, m0 Measurement, procs []namedPID, 
 	res.ClientCPU = (self1 - self0) / secs
 	for i, p := range procs {
 		ps := ProcStats{Name: p.name, CPU: (cpu1[i] - cpu0[i]) / secs}
-		if hwm, err := procStatusBytes(p.pid, "VmHWM"); err == nil {
+		if hwm, err := e2e.ProcStatusBytes(p.pid, "VmHWM"); err == nil {
 			ps.PeakRSSBytes = hwm
 		}
 		res.Processes = append(res.Processes, ps)
@@ -180,7 +182,7 @@ func (r *runner) measure(ctx context.Context, m0 Measurement, procs []namedPID, 
 func cpuSnapshot(procs []namedPID) ([]float64, error) {
 	out := make([]float64, len(procs))
 	for i, p := range procs {
-		s, err := procCPUSeconds(p.pid)
+		s, err := e2e.ProcCPUSeconds(p.pid)
 		if err != nil {
 			return nil, fmt.Errorf("cpu of %s (pid %d): %w", p.name, p.pid, err)
 		}

@@ -232,9 +232,7 @@ func Run(ctx context.Context, cfg Config, log io.Writer) (err error) {
 			r.logf("clickhouse stop: %v", stopErr)
 		}
 	}()
-	if r.chPID, err = findPID("--config-file=" + filepath.Join(r.ch.Dir(), "config.xml")); err != nil {
-		return fmt.Errorf("find clickhouse-server: %w", err)
-	}
+	r.chPID = r.ch.PID()
 	if v, err := r.ch.Query(ctx, "SELECT version()"); err == nil {
 		r.res.Versions["clickhouse"] = "ClickHouse " + strings.TrimSpace(v)
 	}
@@ -429,7 +427,7 @@ func (r *runner) load(ctx context.Context, d *Dataset, vm *target) error {
 	start = time.Now()
 	r.logf("clickhouse: OPTIMIZE FINAL")
 	for _, t := range []string{"samples", "series"} {
-		if err := optimizeFinal(ctx, r.ch, t); err != nil {
+		if err := r.ch.OptimizeFinal(ctx, hubDB, t); err != nil {
 			return err
 		}
 	}
@@ -611,32 +609,6 @@ func (r *runner) queryPhase(ctx context.Context, d *Dataset, qs []Query, vm *tar
 		r.logf("%s", line)
 	}
 	return nil
-}
-
-// optimizeFinal merges table into one part per partition, retrying while
-// background merges hold parts.
-func optimizeFinal(ctx context.Context, srv *chserver.Server, table string) error {
-	for attempt := 0; ; attempt++ {
-		if _, err := srv.Query(ctx, fmt.Sprintf("OPTIMIZE TABLE %s.%s FINAL", hubDB, table)); err != nil {
-			return err
-		}
-		out, err := srv.Query(ctx, fmt.Sprintf(`SELECT max(c) FROM (SELECT count() AS c FROM system.parts
-			WHERE database = '%s' AND table = '%s' AND active GROUP BY partition)`, hubDB, table))
-		if err != nil {
-			return err
-		}
-		if n := strings.TrimSpace(out); n == "1" || n == "0" {
-			return nil
-		}
-		if attempt == 10 {
-			return fmt.Errorf("%s.%s: still several parts per partition after OPTIMIZE FINAL", hubDB, table)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(2 * time.Second):
-		}
-	}
 }
 
 func machine() Machine {

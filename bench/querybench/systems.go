@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
@@ -43,7 +42,7 @@ type namedPID struct {
 func (t *target) cpuSeconds() []float64 {
 	out := make([]float64, len(t.procs))
 	for i, p := range t.procs {
-		out[i], _ = procCPUSeconds(p.pid)
+		out[i], _ = e2e.ProcCPUSeconds(p.pid)
 	}
 	return out
 }
@@ -53,48 +52,6 @@ func (t *target) stop() error {
 		return nil
 	}
 	return t.proc.Stop(60 * time.Second)
-}
-
-// procCPUSeconds returns a process's user+system CPU time, all threads.
-func procCPUSeconds(pid int) (float64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	if len(f) < 13 {
-		return 0, errors.New("short /proc stat")
-	}
-	ut, err1 := strconv.ParseFloat(f[11], 64)
-	st, err2 := strconv.ParseFloat(f[12], 64)
-	return (ut + st) / 100, errors.Join(err1, err2) // USER_HZ is 100 on Linux
-}
-
-// findPID returns the process one of whose arguments is arg; chserver does
-// not expose its server's pid, but the server's --config-file names our
-// directory.
-func findPID(arg string) (int, error) {
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		return 0, err
-	}
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-		if err != nil {
-			continue
-		}
-		for _, a := range strings.Split(string(b), "\x00") {
-			if a == arg {
-				return pid, nil
-			}
-		}
-	}
-	return 0, fmt.Errorf("no process with argument %q", arg)
 }
 
 // waitReady polls url until it answers 200, p exits or the timeout ends.

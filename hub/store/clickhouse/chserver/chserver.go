@@ -162,6 +162,44 @@ func (s *Server) HTTPAddr() string { return net.JoinHostPort("127.0.0.1", strcon
 // Dir returns the server's directory (absolute, symlinks resolved).
 func (s *Server) Dir() string { return s.dir }
 
+// PID is the running server process's id, or 0 when it is stopped. It
+// changes with Restart.
+func (s *Server) PID() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.proc == nil {
+		return 0
+	}
+	return s.proc.cmd.Process.Pid
+}
+
+// OptimizeFinal merges database.table into one part per partition
+// (OPTIMIZE ... FINAL), retrying while background merges hold parts, so
+// that sizes read from system.parts describe the data as it settles.
+func (s *Server) OptimizeFinal(ctx context.Context, database, table string) error {
+	for attempt := 0; ; attempt++ {
+		if _, err := s.Query(ctx, fmt.Sprintf("OPTIMIZE TABLE %s.%s FINAL", database, table)); err != nil {
+			return err
+		}
+		out, err := s.Query(ctx, fmt.Sprintf(`SELECT max(c) FROM (SELECT count() AS c FROM system.parts
+			WHERE database = '%s' AND table = '%s' AND active GROUP BY partition)`, database, table))
+		if err != nil {
+			return err
+		}
+		if n := strings.TrimSpace(out); n == "1" || n == "0" {
+			return nil
+		}
+		if attempt == 10 {
+			return fmt.Errorf("%s.%s: still several parts per partition after OPTIMIZE FINAL", database, table)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
+
 // Stop ends the server: SIGTERM, then SIGKILL to its process group if it has
 // not exited 30s later. Stopping a stopped server does nothing. Stop returns
 // an error only if the server had to be killed.

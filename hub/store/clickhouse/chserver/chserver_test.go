@@ -253,3 +253,42 @@ func TestStartReportsServerError(t *testing.T) {
 		}
 	}
 }
+
+// TestPIDAndOptimizeFinal: PID names the running server process (0 once
+// stopped), and OptimizeFinal leaves one part per partition after several
+// inserts made several.
+func TestPIDAndOptimizeFinal(t *testing.T) {
+	srv := startServer(t, chserver.Options{})
+	pid := srv.PID()
+	if pid <= 0 {
+		t.Fatalf("PID() = %d while running", pid)
+	}
+	if cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); err != nil || !strings.Contains(string(cmdline), srv.Dir()) {
+		t.Fatalf("process %d is not this server (%q, %v)", pid, cmdline, err)
+	}
+	ctx := t.Context()
+	for _, q := range []string{
+		"CREATE DATABASE d",
+		"CREATE TABLE d.t (k UInt32) ENGINE = MergeTree() ORDER BY k",
+		"INSERT INTO d.t (k) VALUES (1)",
+		"INSERT INTO d.t (k) VALUES (2)",
+		"INSERT INTO d.t (k) VALUES (3)",
+	} {
+		if _, err := srv.Query(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	if err := srv.OptimizeFinal(ctx, "d", "t"); err != nil {
+		t.Fatal(err)
+	}
+	out, err := srv.Query(ctx, "SELECT count() FROM system.parts WHERE database = 'd' AND table = 't' AND active")
+	if err != nil || strings.TrimSpace(out) != "1" {
+		t.Errorf("active parts after OptimizeFinal: %q (%v), want 1", out, err)
+	}
+	if err := srv.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if got := srv.PID(); got != 0 {
+		t.Errorf("PID() = %d after Stop, want 0", got)
+	}
+}
