@@ -116,17 +116,6 @@ func describe(ls []wireLabel) string {
 
 func byName(a, b wireLabel) int { return strings.Compare(a.name, b.name) }
 
-// checkLabels validates one series' labels, sorted in place; it returns the
-// reason for refusing them, or "".
-func (c *Config) checkLabels(ls []prompb.Label) string {
-	slices.SortFunc(ls, func(a, b prompb.Label) int { return strings.Compare(a.Name, b.Name) })
-	w := make([]wireLabel, len(ls))
-	for i, l := range ls {
-		w[i] = wireLabel{l.Name, l.Value}
-	}
-	return c.checkWire(w)
-}
-
 // checkWire validates one series' labels, as sent (empty values included),
 // sorting them in place.
 func (c *Config) checkWire(ls []wireLabel) string {

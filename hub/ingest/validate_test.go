@@ -698,3 +698,14 @@ func TestConvertSeriesRowsDatedBySampleDay(t *testing.T) {
 		}
 	}
 }
+
+// checkLabels runs checkWire on prompb labels, sorting them in place as
+// the tables here expect.
+func (c *Config) checkLabels(ls []prompb.Label) string {
+	slices.SortFunc(ls, func(a, b prompb.Label) int { return strings.Compare(a.Name, b.Name) })
+	w := make([]wireLabel, len(ls))
+	for i, l := range ls {
+		w[i] = wireLabel{l.Name, l.Value}
+	}
+	return c.checkWire(w)
+}
