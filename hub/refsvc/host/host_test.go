@@ -105,7 +105,7 @@ func start(t *testing.T, cfg ServiceConfig, svc *echoService) *fixture {
 	waitFor(t, "load balancer address", func() bool {
 		st, _ := h.Status("echo")
 		f.addr = st.Address
-		return f.addr != ""
+		return f.addr != "" && len(st.Replicas) == cfg.Replicas
 	})
 	return f
 }
