@@ -38,11 +38,12 @@ const maxInflightPerStream = 64
 type Service struct {
 	fpb.UnimplementedFederationServer
 
-	cfg    Config
-	store  Store
-	authn  *auth.Authenticator
-	logger *slog.Logger
-	m      *metrics
+	cfg       Config
+	delivered DeliveryFunc
+	store     Store
+	authn     *auth.Authenticator
+	logger    *slog.Logger
+	m         *metrics
 
 	ready    chan struct{} // closed once progress is loaded
 	stopping chan struct{} // closed when Run's ctx ends
@@ -312,6 +313,7 @@ func (s *Service) Push(stream fpb.Federation_PushServer) error {
 			release([]*pending{mine})
 			return finish(status.Error(codes.Unavailable, "hub is stopping; reconnect"))
 		}
+		newest := maxTimestamp(it.ts)
 		slots <- struct{}{}
 		inflight.Go(func() {
 			defer func() { <-slots }()
@@ -322,10 +324,30 @@ func (s *Service) Push(stream fpb.Federation_PushServer) error {
 				return
 			}
 			s.m.batches.WithLabelValues(principal.Tenant, "stored").Inc()
+			if s.delivered != nil {
+				s.delivered(principal.Tenant, b.AgentId, newest, time.Now())
+			}
 			acks <- ack
 		})
 	}
 }
+
+func maxTimestamp(ts []int64) int64 {
+	var m int64
+	for _, t := range ts {
+		m = max(m, t)
+	}
+	return m
+}
+
+// DeliveryFunc is told of every batch an agent delivered and the hub
+// stored: the tenant, the agent's ID, the batch's newest sample timestamp
+// (milliseconds) and when it was stored. It must not block.
+type DeliveryFunc func(tenant, agentID string, newestMs int64, stored time.Time)
+
+// OnDelivered sets the function told of stored batches (the hub's site
+// watcher). Call it before Run.
+func (s *Service) OnDelivered(f DeliveryFunc) { s.delivered = f }
 
 func ackFor(seq uint64, err error, dup bool) *fpb.Ack {
 	if err != nil {

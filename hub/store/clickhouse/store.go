@@ -299,6 +299,26 @@ func (s *Store) LoadProgress(ctx context.Context) (map[AgentKey]uint64, error) {
 	return out, rows.Err()
 }
 
+// LoadAgentsLastProgress returns when each agent's progress was last
+// written, i.e. roughly when it last delivered data to any hub.
+func (s *Store) LoadAgentsLastProgress(ctx context.Context) (map[AgentKey]time.Time, error) {
+	rows, err := s.conn.Query(ctx, "SELECT tenant, agent_id, max(updated) FROM "+s.db+".agent_progress GROUP BY tenant, agent_id")
+	if err != nil {
+		return nil, fmt.Errorf("query agent_progress: %w", err)
+	}
+	defer rows.Close()
+	out := make(map[AgentKey]time.Time)
+	for rows.Next() {
+		var k AgentKey
+		var at time.Time
+		if err := rows.Scan(&k.Tenant, &k.AgentID, &at); err != nil {
+			return nil, fmt.Errorf("scan agent_progress: %w", err)
+		}
+		out[k] = at
+	}
+	return out, rows.Err()
+}
+
 func (s *Store) insert(ctx context.Context, table string, rows int, query string, fill func(driver.Batch) error) error {
 	start := time.Now()
 	err := func() error {
