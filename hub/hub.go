@@ -27,7 +27,9 @@ import (
 	"github.com/bureauhub/bureauhub/hub/auth"
 	"github.com/bureauhub/bureauhub/hub/ingest"
 	"github.com/bureauhub/bureauhub/hub/query"
+	"github.com/bureauhub/bureauhub/hub/refsvc/host"
 	"github.com/bureauhub/bureauhub/hub/rules"
+	"github.com/bureauhub/bureauhub/hub/site"
 	"github.com/bureauhub/bureauhub/hub/store/clickhouse"
 )
 
@@ -51,6 +53,11 @@ type Config struct {
 	Query           query.Config        `yaml:"query"`
 	Rules           rules.Config        `yaml:"rules"`
 	Tenants         []auth.TenantConfig `yaml:"tenants"`
+	// Site raises BureauUnreachable when all of a bureau's agents are
+	// silent.
+	Site site.Config `yaml:"site"`
+	// Services are the reference services the hub hosts, if any.
+	Services ServicesConfig `yaml:"services"`
 }
 
 // SetDefaults fills unset fields.
@@ -68,6 +75,8 @@ func (c *Config) SetDefaults() {
 	c.Ingest.SetDefaults()
 	c.Query.SetDefaults()
 	c.Rules.SetDefaults()
+	c.Site.SetDefaults()
+	c.Services.SetDefaults()
 }
 
 // Validate reports the first invalid field, by its YAML path.
@@ -104,12 +113,17 @@ func (c *Config) Validate() error {
 	if len(c.Tenants) == 0 {
 		return errors.New("tenants: at least one tenant is required")
 	}
+	names := map[string]bool{}
 	for i := range c.Tenants {
 		if err := c.Tenants[i].Validate(i); err != nil {
 			return err
 		}
+		names[c.Tenants[i].Name] = true
 	}
-	return nil
+	if err := c.Site.Validate(); err != nil {
+		return err
+	}
+	return c.Services.Validate(names)
 }
 
 // LoadConfig reads, defaults and validates a config file. Unknown fields
@@ -142,6 +156,8 @@ type Hub struct {
 	api    *query.API
 	rules  *rules.Manager
 	authn  *auth.Authenticator
+	site   *site.Watcher
+	host   *host.Host // nil when no service is hosted
 }
 
 // New builds a hub from a validated config. Nothing runs until Run.
@@ -164,6 +180,14 @@ func New(cfg *Config, logger *slog.Logger) (*Hub, error) {
 	h.api = query.New(cfg.Query, store, authn, func(p auth.Principal) v1.RulesRetriever { return h.rules.Retriever(p) },
 		logger.With("component", "query"), reg)
 	h.rules = rules.New(cfg.Rules, cfg.Tenants, h.api.Engine(), store, svc, nil, logger.With("component", "rules"), reg)
+	h.site = site.New(cfg.Site, nil, logger.With("component", "site"), reg)
+	svc.OnDelivered(h.site.Observe)
+	if cfg.Services.enabled() {
+		if h.host, err = newHost(&cfg.Services, logger, reg); err != nil {
+			store.Close()
+			return nil, err
+		}
+	}
 	return h, nil
 }
 
@@ -204,6 +228,12 @@ func (h *Hub) Run(ctx context.Context) error {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(h.reg, promhttp.HandlerOpts{Registry: h.reg}))
 	mux.Handle("/api/v1/", h.api.Handler())
+	if h.host != nil {
+		api := h.host.Handler(func(r *http.Request) (auth.Principal, error) { return query.Authenticate(h.authn, r) })
+		mux.Handle("/api/v1/services", api)
+		mux.Handle("/api/v1/services/", api)
+		mux.Handle("/api/v1/sd", api)
+	}
 	mux.HandleFunc("/-/reload", h.handleReload)
 	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
@@ -218,6 +248,18 @@ func (h *Hub) Run(ctx context.Context) error {
 		defer close(rulesDone)
 		_ = h.rules.Run(runCtx)
 	}()
+	h.seedSite(ctx)
+	siteDone := make(chan struct{})
+	go func() {
+		defer close(siteDone)
+		_ = h.site.Run(runCtx)
+	}()
+	hostDone := make(chan error, 1)
+	if h.host != nil {
+		go func() { hostDone <- h.host.Run(runCtx) }()
+	} else {
+		close(hostDone)
+	}
 	go func() {
 		if err := gs.Serve(grpcLis); err != nil {
 			errs <- fmt.Errorf("serve grpc: %w", err)
@@ -256,6 +298,10 @@ func (h *Hub) Run(ctx context.Context) error {
 	defer cancelShut()
 	_ = hs.Shutdown(shutCtx)
 	<-rulesDone
+	<-siteDone
+	if err := <-hostDone; err != nil && firstErr == nil {
+		firstErr = err
+	}
 	if !ingestReturned {
 		if err := <-ingestDone; firstErr == nil {
 			firstErr = err
@@ -279,6 +325,21 @@ func (h *Hub) migrate(ctx context.Context) error {
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+// seedSite tells the site watcher which agents existed before this
+// process started; without ClickHouse it starts empty and learns.
+func (h *Hub) seedSite(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	last, err := h.store.LoadAgentsLastProgress(ctx)
+	if err != nil {
+		h.logger.Warn("could not load agents' last progress; BureauUnreachable starts from live deliveries only", "err", err)
+		return
+	}
+	for k, at := range last {
+		h.site.Seed(k.Tenant, k.AgentID, at)
 	}
 }
 
