@@ -192,7 +192,8 @@ func (l *Limiter) Work() {
 
 // Middleware admits each request through the limiter, holds it for the
 // service time, then calls next while still holding the slot. Refused
-// requests get 503 with Retry-After: 1 and the reason in the body.
+// requests get 503 with Retry-After: 1 and a JSON body whose reason is
+// queue_full or queue_timeout.
 func (l *Limiter) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		release, err := l.Acquire(r.Context())
@@ -201,7 +202,9 @@ func (l *Limiter) Middleware(next http.Handler) http.Handler {
 				return // the client has gone; nobody reads the answer
 			}
 			w.Header().Set("Retry-After", strconv.Itoa(1))
-			http.Error(w, "replica overloaded: "+err.Error(), http.StatusServiceUnavailable)
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintf(w, `{"error":"replica overloaded: %s","reason":%q}`+"\n", err, err.Error())
 			return
 		}
 		defer release()

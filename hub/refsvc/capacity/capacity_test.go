@@ -76,6 +76,9 @@ func TestMiddlewareAnswers503WithRetryAfter(t *testing.T) {
 	if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") != "1" {
 		t.Fatalf("got %d Retry-After=%q, want 503 with Retry-After 1", rec.Code, rec.Header().Get("Retry-After"))
 	}
+	if body := rec.Body.String(); body != `{"error":"replica overloaded: queue_full","reason":"queue_full"}`+"\n" {
+		t.Fatalf("body %q", body)
+	}
 }
 
 func TestConfigValidateNamesField(t *testing.T) {
