@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -128,8 +129,10 @@ func TestIdempotency(t *testing.T) {
 		seen  = map[string]bool{}
 		wg    sync.WaitGroup
 	)
+	start := make(chan struct{})
 	for i := range n {
 		wg.Go(func() {
+			<-start
 			r := book(t, reps[i%len(reps)].url, "double-click", ids[0], "alice")
 			mu.Lock()
 			defer mu.Unlock()
@@ -137,6 +140,7 @@ func TestIdempotency(t *testing.T) {
 			seen[r.str("booking_id")] = true
 		})
 	}
+	close(start)
 	wg.Wait()
 	if codes[http.StatusCreated] != 1 || codes[http.StatusOK] != n-1 {
 		t.Errorf("answers %v, want 1×201 and %d×200", codes, n-1)
@@ -162,9 +166,39 @@ func TestIdempotency(t *testing.T) {
 			}
 		})
 	}
-	err := svc.store.db.View(func(tx *bolt.Tx) error {
-		if n := tx.Bucket(bucketBookings).Stats().KeyN; n != 1 {
-			t.Errorf("store has %d bookings, want 1", n)
+	// The store's transaction alone (no HTTP fast path) creates one booking.
+	slot, err := svc.cat.parseSlotID(ids[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		created atomic.Int64
+		bookIDs sync.Map
+	)
+	start = make(chan struct{})
+	for range n {
+		wg.Go(func() {
+			<-start
+			rec, isNew, err := svc.store.book("store-key", slot, "bob", svc.clock.Now(), time.Minute)
+			if err != nil {
+				t.Errorf("store book: %v", err)
+			}
+			if isNew {
+				created.Add(1)
+			}
+			bookIDs.Store(rec.ID, true)
+		})
+	}
+	close(start)
+	wg.Wait()
+	nIDs := 0
+	bookIDs.Range(func(any, any) bool { nIDs++; return true })
+	if created.Load() != 1 || nIDs != 1 {
+		t.Errorf("store.book with one key created %d bookings, answered %d IDs; want 1 and 1", created.Load(), nIDs)
+	}
+	err = svc.store.db.View(func(tx *bolt.Tx) error {
+		if n := tx.Bucket(bucketBookings).Stats().KeyN; n != 2 {
+			t.Errorf("store has %d bookings, want 2", n)
 		}
 		return nil
 	})
