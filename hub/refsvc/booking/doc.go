@@ -64,7 +64,10 @@
 //
 // The waiting room is service-wide: when MaxInProgress booking attempts
 // are running across all replicas, or anyone is already waiting, a new
-// attempt gets 202 and a ticket. Tickets become ready first in, first out
+// attempt gets 202 and a ticket. An attempt is in progress from its
+// admission until its answer, including its wait for a capacity slot of
+// its replica, so the room takes over as soon as replicas start queueing
+// (MaxInProgress is best set near replicas × capacity.concurrency). Tickets become ready first in, first out
 // as attempts finish; a ready ticket's pass reserves its capacity, so the
 // pass holder is admitted ahead of newcomers. Unpolled tickets expire after
 // TicketTTL, unredeemed passes after PassTTL. A full room refuses with 503

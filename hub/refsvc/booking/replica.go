@@ -23,8 +23,9 @@ import (
 type replica struct {
 	svc     *Service
 	id      string
-	limiter *limiter
-	metrics *replicaMetrics
+	limiter  *limiter
+	capacity *capacity.Limiter
+	metrics  *replicaMetrics
 	handler http.Handler
 
 	cacheMu sync.Mutex
@@ -40,7 +41,8 @@ type cacheEntry struct {
 // docs/refsvc.md, and registers the replica's metrics (booking_*,
 // refsvc_capacity_*) with r.Registerer. Requests pass through, in order:
 // metrics, the replica's rate limits (not for waiting-room polls), the
-// replica's emulated capacity, the endpoint.
+// replica's emulated capacity, the endpoint; booking attempts take their
+// capacity slot after the waiting room admits them.
 func (s *Service) NewReplica(r refsvc.Replica) (http.Handler, error) {
 	rp := &replica{svc: s, id: r.ID, cache: map[*visaType]cacheEntry{}}
 	var evictions func()
@@ -63,8 +65,14 @@ func (s *Service) NewReplica(r refsvc.Replica) (http.Handler, error) {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("path: no endpoint %s %s", r.Method, r.URL.Path))
 	})
-	capped := capacity.New(s.cfg.Capacity, r.Registerer).Middleware(mux)
-	rp.handler = rp.instrument(rp.rateLimit(capped))
+	rp.capacity = capacity.New(s.cfg.Capacity, r.Registerer)
+	// Booking attempts take their capacity slot after the waiting room has
+	// admitted them, so "in progress" covers the wait for capacity too and
+	// the waiting room takes over when replicas queue, as in the incident.
+	outer := http.NewServeMux()
+	outer.HandleFunc("POST /api/v1/bookings", rp.handleBook)
+	outer.Handle("/", rp.capacity.Middleware(mux))
+	rp.handler = rp.instrument(rp.rateLimit(outer))
 	return rp, nil
 }
 
@@ -430,6 +438,17 @@ func (rp *replica) handleBook(w http.ResponseWriter, r *http.Request) {
 	if adm.waited > 0 {
 		rp.metrics.roomWait.Observe(adm.waited.Seconds())
 	}
+	release, err := rp.capacity.Acquire(r.Context())
+	if err != nil {
+		if r.Context().Err() != nil {
+			return // the client has gone
+		}
+		w.Header().Set("Retry-After", "1")
+		fail(outcomeError, http.StatusServiceUnavailable, err.Error(), "replica overloaded: "+err.Error())
+		return
+	}
+	defer release()
+	rp.capacity.Work()
 
 	rec, created, err := rp.svc.store.book(key, slot, req.ApplicantID, rp.svc.clock.Now(), rp.svc.cfg.PaymentWindow)
 	switch {
