@@ -21,12 +21,12 @@ import (
 // replica is one replica's handler state: its capacity, rate limiter,
 // slot cache and metrics. The store and waiting room are the Service's.
 type replica struct {
-	svc     *Service
-	id      string
+	svc      *Service
+	id       string
 	limiter  *limiter
 	capacity *capacity.Limiter
 	metrics  *replicaMetrics
-	handler http.Handler
+	handler  http.Handler
 
 	cacheMu sync.Mutex
 	cache   map[*visaType]cacheEntry
