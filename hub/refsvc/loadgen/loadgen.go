@@ -13,6 +13,17 @@
 // sessions (Config.MaxOutstanding) holds arrivals back, and those are
 // counted as dropped_by_generator.
 //
+// SLO seconds: every completed request (answered, timed out or failed to
+// connect) is attributed to the wall second, counted from Report.Start, in
+// which it completed; a timeout completes when it fires. A request is good
+// if it was answered 1xx-4xx other than 429 (a 409 slot_taken is the
+// service working) within SLO.Latency. A second is in violation if it has
+// at least one completed request and fewer than SLO.Objective of them are
+// good. A second with no completed request is idle: never a violation, and
+// counted apart (Totals.IdleSeconds). Arrivals dropped by the generator
+// are not requests: they are reported (failed[dropped_by_generator]) but
+// do not enter the SLO.
+//
 // Run is the entry point for tests, benchmarks and cmd/loadgen.
 package loadgen
 
@@ -90,6 +101,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger, reg prometheus.Re
 		clock:   tl.clock,
 		rec:     rec,
 		m:       m,
+		logger:  logger,
 		cl: &clients{cfg: &cfg, http: &http.Client{Transport: transport}, rec: rec,
 			toSim: tl.clock.ToSim, ctx: sessCtx},
 	}
@@ -205,6 +217,8 @@ type generator struct {
 	outstanding atomic.Int64
 	sessions    int64 // launched; only the arrival loop touches it
 	peak        int64 // most outstanding; only the arrival loop touches it
+	drops       int64 // arrivals dropped; only the arrival loop touches it
+	logger      *slog.Logger
 }
 
 // arrive runs the arrival process from begin to end (or until ctx ends),
@@ -293,6 +307,10 @@ func (a *arrivals) next() (arrival, bool) {
 func (g *generator) launch(op string, seed uint64) {
 	if g.outstanding.Load() >= int64(g.cfg.MaxOutstanding) {
 		g.rec.dropped(time.Now(), op)
+		if g.drops++; g.drops == 1 {
+			g.logger.Warn("outstanding sessions at the bound; dropping arrivals (counted as dropped_by_generator)",
+				"max_outstanding", g.cfg.MaxOutstanding)
+		}
 		return
 	}
 	g.peak = max(g.peak, g.outstanding.Add(1))

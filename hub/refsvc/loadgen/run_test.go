@@ -479,3 +479,44 @@ func mustCounter(tb testing.TB, reg *prometheus.Registry, name string) prometheu
 	tb.Fatalf("no metric %s", name)
 	return nil
 }
+
+// TestVisaReleaseEndToEnd runs simulated 07:59-08:01 at 120x (one wall
+// second): clients refresh the slot list throughout, bookings start only
+// at the 08:00 release.
+func TestVisaReleaseEndToEnd(t *testing.T) {
+	bs := &bookingServer{}
+	tg := newTarget(t, bs.handle)
+	cfg := Config{Scenario: ScenarioVisaRelease, Targets: Targets{Booking: tg.URL}, Rate: 100, Seed: 3,
+		Window: Window{From: hm(7, 59), To: hm(8, 1)}}
+	cfg.Clock.Speedup = 120
+	cfg.SetDefaults()
+	rep, _ := run(t, cfg)
+	release := rep.Start.Add(500 * time.Millisecond) // 08:00 is half-way
+	var slotsBefore, slotsAfter, books, booksEarly, pays int
+	for _, s := range tg.seen() {
+		switch {
+		case s.path == "/api/v1/slots" && s.at.Before(release):
+			slotsBefore++
+		case s.path == "/api/v1/slots":
+			slotsAfter++
+		case s.path == "/api/v1/bookings":
+			books++
+			if s.at.Before(release.Add(-20 * time.Millisecond)) {
+				booksEarly++
+			}
+		case strings.HasSuffix(s.path, "/pay"):
+			pays++
+		}
+	}
+	// Expected: ~0.5 s of ~40-80/s refreshes before, ~0.5 s of refreshes
+	// plus ~50/s booking sessions (each listing slots first) after.
+	if slotsBefore < 10 || slotsAfter <= slotsBefore || books < 10 || booksEarly != 0 {
+		t.Errorf("slots before/after release %d/%d, bookings %d (%d before the release)", slotsBefore, slotsAfter, books, booksEarly)
+	}
+	if pays == 0 || pays >= books {
+		t.Errorf("%d payments for %d bookings, want a fraction (0.7)", pays, books)
+	}
+	if rep.Totals.ByOp[OpBook].Sent != int64(books) || rep.Totals.ByOp[OpPay].Sent != int64(pays) {
+		t.Errorf("by op %+v", rep.Totals.ByOp)
+	}
+}
