@@ -11,9 +11,11 @@ import (
 
 	"github.com/prometheus/alertmanager/config"
 	"github.com/prometheus/alertmanager/dispatch"
+	yamlv2 "gopkg.in/yaml.v2"
 	"gopkg.in/yaml.v3"
 
 	"github.com/bureauhub/bureauhub/alerting/history"
+	"github.com/bureauhub/bureauhub/alerting/receivers"
 )
 
 // TenantLabel is the label that carries an alert's tenant (bureau).
@@ -116,10 +118,10 @@ type Definition struct {
 	// AM is Alertmanager's configuration, with `bureau` added to every
 	// inhibit rule's equal list.
 	AM *config.Config
-	// ReceiverExtensions holds, per receiver name, the YAML mapping of the
-	// bureauhub receiver kinds found in that receiver (only the keys of
-	// receiverExtensionKeys).
-	ReceiverExtensions map[string]*yaml.Node
+	// Receivers holds, per receiver name, the bureauhub receiver kinds
+	// (DingTalk, WeCom, Feishu, SMS) configured in that receiver,
+	// validated and with defaults filled.
+	Receivers map[string]*receivers.Config
 	// resolvedImmediately holds the child-index paths of the routes with
 	// send_resolved_immediately set, true or false; the root is the
 	// empty path.
@@ -143,7 +145,7 @@ func ParseDefinition(b []byte) (*Definition, error) {
 	if err := yaml.Unmarshal(b, &doc); err != nil {
 		return nil, err
 	}
-	d := &Definition{ReceiverExtensions: map[string]*yaml.Node{}, resolvedImmediately: map[string]bool{}}
+	d := &Definition{Receivers: map[string]*receivers.Config{}, resolvedImmediately: map[string]bool{}}
 	var rest []byte
 	if len(doc.Content) == 1 && doc.Content[0].Kind == yaml.MappingNode {
 		root := doc.Content[0]
@@ -228,7 +230,20 @@ func (d *Definition) stripReceiver(n *yaml.Node, i int) error {
 	if name == nil || name.Value == "" {
 		return fmt.Errorf("receivers[%d].name: missing name in receiver", i)
 	}
-	d.ReceiverExtensions[name.Value] = ext
+	// Decode as Alertmanager decodes its own receivers: yaml.v2, strictly,
+	// so unknown fields are errors and the secret types apply.
+	b, err := yaml.Marshal(ext)
+	if err != nil {
+		return fmt.Errorf("receivers[%d]: %w", i, err)
+	}
+	var rc receivers.Config
+	if err := yamlv2.UnmarshalStrict(b, &rc); err != nil {
+		return fmt.Errorf("receivers[%d] (%s): %w", i, name.Value, err)
+	}
+	if err := rc.Validate(fmt.Sprintf("receivers[%d]", i)); err != nil {
+		return err
+	}
+	d.Receivers[name.Value] = &rc
 	return nil
 }
 
@@ -255,8 +270,42 @@ func (d *Definition) ResolvedImmediately(tree *dispatch.Route) map[string]bool {
 }
 
 // String returns the configuration with secrets masked, as Alertmanager's
-// status API shows it.
-func (d *Definition) String() string { return d.AM.String() }
+// status API shows it, the bureauhub receiver kinds included.
+func (d *Definition) String() string {
+	s := d.AM.String()
+	if len(d.Receivers) == 0 {
+		return s
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal([]byte(s), &doc); err != nil || len(doc.Content) != 1 {
+		return s
+	}
+	rs := mapValue(doc.Content[0], "receivers")
+	if rs == nil {
+		return s
+	}
+	for _, r := range rs.Content {
+		name := mapValue(r, "name")
+		if name == nil || d.Receivers[name.Value] == nil {
+			continue
+		}
+		rc := d.Receivers[name.Value]
+		b, err := yamlv2.Marshal(rc) // the secret types print "<secret>"
+		if err != nil {
+			return s
+		}
+		var ext yaml.Node
+		if err := yaml.Unmarshal(b, &ext); err != nil || len(ext.Content) != 1 {
+			return s
+		}
+		r.Content = append(r.Content, ext.Content[0].Content...)
+	}
+	out, err := yaml.Marshal(&doc)
+	if err != nil {
+		return s
+	}
+	return string(out)
+}
 
 func mapValue(m *yaml.Node, key string) *yaml.Node {
 	if m.Kind != yaml.MappingNode {

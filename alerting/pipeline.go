@@ -3,7 +3,6 @@ package alerting
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"time"
 
 	"github.com/prometheus/alertmanager/alert"
@@ -13,7 +12,6 @@ import (
 	"github.com/prometheus/alertmanager/template"
 	"github.com/prometheus/alertmanager/timeinterval"
 	"github.com/prometheus/common/model"
-	"gopkg.in/yaml.v3"
 
 	"github.com/bureauhub/bureauhub/alerting/history"
 )
@@ -45,11 +43,13 @@ func (a *Alerting) apply(rt *runtime, def *Definition) error {
 		if err != nil {
 			return fmt.Errorf("receivers[%d] (%s): %w", i, rcv.Name, err)
 		}
-		ext, err := extensionIntegrations(rcv.Name, def.ReceiverExtensions[rcv.Name], tmpl, a.logger)
-		if err != nil {
-			return fmt.Errorf("receivers[%d] (%s): %w", i, rcv.Name, err)
+		if rc := def.Receivers[rcv.Name]; rc != nil {
+			ext, err := rc.Integrations(rcv.Name, tmpl, a.logger)
+			if err != nil {
+				return fmt.Errorf("receivers[%d] (%s): %w", i, rcv.Name, err)
+			}
+			ints = append(ints, ext...)
 		}
-		ints = append(ints, ext...)
 		receivers[rcv.Name] = a.observe(rcv.Name, ints)
 		n += len(ints)
 	}
@@ -92,27 +92,6 @@ func (a *Alerting) apply(rt *runtime, def *Definition) error {
 // timeoutFunc bounds one flush of a group as Alertmanager does without a
 // cluster: its group_interval, at least notify.MinTimeout.
 func timeoutFunc(d time.Duration) time.Duration { return max(d, notify.MinTimeout) }
-
-// extensionIntegrations builds the bureauhub receiver kinds (DingTalk,
-// WeCom, Feishu, SMS) of one receiver from its stripped YAML.
-//
-// TODO(alerting/receivers): alerting/receivers has not landed yet. When it
-// does, decode ext into receivers.Config, call Validate and Integrations:
-//
-//	var rc receivers.Config
-//	if err := ext.Decode(&rc); err != nil { ... }
-//	if err := rc.Validate(fmt.Sprintf("receivers.%s", name)); err != nil { ... }
-//	return rc.Integrations(name, tmpl, logger)
-//
-// Until then a configuration using these kinds is rejected, rather than
-// silently notifying nobody.
-func extensionIntegrations(name string, ext *yaml.Node, tmpl *template.Template, logger *slog.Logger) ([]notify.Integration, error) {
-	if ext == nil || len(ext.Content) == 0 {
-		return nil, nil
-	}
-	_, _ = tmpl, logger
-	return nil, fmt.Errorf("%s: receiver kind not supported by this build (alerting/receivers missing)", ext.Content[0].Value)
-}
 
 // observe wraps every integration's notifier so that each attempt is
 // counted per receiver and integration and recorded in the history.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/prometheus/alertmanager/api/v2/models"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/prometheus/model/labels"
 	promrules "github.com/prometheus/prometheus/rules"
 )
@@ -303,5 +304,52 @@ func TestRuleAlerts(t *testing.T) {
 	in.a.NotifyExpr(context.Background(), "a", `up == 0`, []*promrules.Alert{ra})
 	if got := alertsSeen(t, in, tokenA, ""); len(got) != 0 {
 		t.Errorf("resolved rule alert still listed: %v", got)
+	}
+}
+
+// TestBureauhubReceivers checks that a receiver's bureauhub kinds
+// (alerting/receivers) are stripped from Alertmanager's config, built into
+// the pipeline next to Alertmanager's own, and masked in the status.
+func TestBureauhubReceivers(t *testing.T) {
+	const cfg = `
+route:
+  receiver: im
+  group_wait: 100ms
+  group_interval: 1m
+receivers:
+- name: im
+  webhook_configs: [{url: "{{HOOK}}/im-webhook"}]
+  dingtalk_configs:
+  - url: "{{HOOK}}/dingtalk?access_token=topsecret"
+    secret: signsecret
+`
+	h := newHook(t)
+	h.behave = func(w http.ResponseWriter, r *http.Request) bool {
+		if r.URL.Path != "/dingtalk" {
+			return false
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"errcode":0,"errmsg":"ok"}`))
+		return true
+	}
+	in := start(t, h, cfg, options{})
+	in.post(t, tokenA, firing("alertname", "ToIM"))
+	waitFor(t, 10*time.Second, "both integrations notified", func() bool {
+		return h.hitCount("dingtalk") >= 1 && len(h.messages("im-webhook")) >= 1
+	})
+	if a, f := testutil.ToFloat64(in.a.m.attempts.WithLabelValues("im", "dingtalk[0]")), testutil.ToFloat64(in.a.m.failures.WithLabelValues("im", "dingtalk[0]")); a != 1 || f != 0 {
+		t.Errorf("dingtalk attempts %v failures %v, want 1 and 0", a, f)
+	}
+	code, body := in.do(t, http.MethodGet, "/api/v2/status", tokenData, nil)
+	var st models.AlertmanagerStatus
+	if code != http.StatusOK || json.Unmarshal(body, &st) != nil || st.Config == nil || st.Config.Original == nil {
+		t.Fatalf("status: %d %s", code, body)
+	}
+	if c := *st.Config.Original; strings.Contains(c, "topsecret") || strings.Contains(c, "signsecret") || !strings.Contains(c, "dingtalk_configs") {
+		t.Errorf("status config:\n%s", c)
+	}
+	if _, err := ParseDefinition([]byte("route: {receiver: x}\nreceivers:\n- name: x\n  dingtalk_configs: [{}]\n")); err == nil ||
+		!strings.Contains(err.Error(), "receivers[0].dingtalk_configs[0]") {
+		t.Errorf("invalid dingtalk config: %v", err)
 	}
 }
