@@ -3,7 +3,8 @@ GO      ?= go
 BIN     := bin
 PKGS    := ./...
 # Packages with real concurrency get the race detector in `make test`.
-RACE_PKGS := ./agent/buffer/ ./agent/sink/ ./agent/ship/ ./hub/ingest/ ./hub/auth/
+RACE_PKGS := ./agent/buffer/ ./agent/sink/ ./agent/ship/ ./hub/ingest/ ./hub/auth/ \
+	./hub/refsvc/host/ ./hub/refsvc/capacity/ ./hub/refsvc/booking/ ./hub/refsvc/healthcode/ ./hub/site/
 FUZZTIME ?= 10s
 
 .PHONY: all build test test-short vet fuzz demo bench proto fmt-check clean compose-check
@@ -49,6 +50,7 @@ bench: build
 	./bench/run.sh
 	./bench/agent.sh
 	./bench/query.sh
+	./bench/refsvc.sh
 	./bench/docs.sh
 
 # Regenerates the federation protocol's Go code (checked in).

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# Copies the agent footprint and query results (bench-out/agent.md,
-# bench-out/query.md) into docs/benchmarks.md between their markers,
+# Copies the agent footprint, query and reference-service results
+# (bench-out/agent.md, query.md, refsvc.md) into docs/benchmarks.md between their markers,
 # appending a section the first time. The ingest section is written by
 # bench/run.sh itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${BENCH_OUT:-bench-out}
 docs=docs/benchmarks.md
-for name in agent query; do
+for name in agent query refsvc; do
 	src="$out/$name.md"
 	if [ ! -s "$src" ]; then
 		echo "bench/docs.sh: no $src; leaving the $name section as it is" >&2
@@ -16,7 +16,11 @@ for name in agent query; do
 	begin="<!-- BEGIN $name: written by bench/docs.sh from $src; edits between these markers are overwritten -->"
 	end="<!-- END $name -->"
 	if ! grep -q "^<!-- BEGIN $name" "$docs"; then
-		title=$([ "$name" = agent ] && echo "Agent footprint" || echo "Query latency and rule evaluation")
+		case $name in
+		agent) title="Agent footprint" ;;
+		query) title="Query latency and rule evaluation" ;;
+		refsvc) title="Reference services: fixed replica counts (autoscaling baseline)" ;;
+		esac
 		printf '\n## %s\n\n%s\n%s\n' "$title" "$begin" "$end" >>"$docs"
 	fi
 	python3 - "$docs" "$src" "$name" "$begin" <<'PY'
