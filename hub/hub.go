@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"gopkg.in/yaml.v3"
 
+	"github.com/bureauhub/bureauhub/alerting"
 	"github.com/bureauhub/bureauhub/hub/auth"
 	"github.com/bureauhub/bureauhub/hub/ingest"
 	"github.com/bureauhub/bureauhub/hub/query"
@@ -58,6 +59,9 @@ type Config struct {
 	Site site.Config `yaml:"site"`
 	// Services are the reference services the hub hosts, if any.
 	Services ServicesConfig `yaml:"services"`
+	// Alerting routes, silences and delivers the tenants' alerts; without
+	// it alerts are visible on /api/v1/alerts only.
+	Alerting *alerting.Config `yaml:"alerting"`
 }
 
 // SetDefaults fills unset fields.
@@ -77,6 +81,9 @@ func (c *Config) SetDefaults() {
 	c.Rules.SetDefaults()
 	c.Site.SetDefaults()
 	c.Services.SetDefaults()
+	if c.Alerting != nil {
+		c.Alerting.SetDefaults()
+	}
 }
 
 // Validate reports the first invalid field, by its YAML path.
@@ -123,6 +130,11 @@ func (c *Config) Validate() error {
 	if err := c.Site.Validate(); err != nil {
 		return err
 	}
+	if c.Alerting != nil {
+		if err := c.Alerting.Validate(); err != nil {
+			return err
+		}
+	}
 	return c.Services.Validate(names)
 }
 
@@ -157,7 +169,8 @@ type Hub struct {
 	rules  *rules.Manager
 	authn  *auth.Authenticator
 	site   *site.Watcher
-	host   *host.Host // nil when no service is hosted
+	host   *host.Host         // nil when no service is hosted
+	alerts *alerting.Alerting // nil without alerting
 }
 
 // New builds a hub from a validated config. Nothing runs until Run.
@@ -179,8 +192,16 @@ func New(cfg *Config, logger *slog.Logger) (*Hub, error) {
 	h := &Hub{cfg: cfg, logger: logger, reg: reg, store: store, ingest: svc, authn: authn}
 	h.api = query.New(cfg.Query, store, authn, func(p auth.Principal) v1.RulesRetriever { return h.rules.Retriever(p) },
 		logger.With("component", "query"), reg)
-	h.rules = rules.New(cfg.Rules, cfg.Tenants, h.api.Engine(), store, svc, nil, logger.With("component", "rules"), reg)
-	h.site = site.New(cfg.Site, nil, logger.With("component", "site"), reg)
+	var notifier rules.Notifier
+	if cfg.Alerting != nil {
+		if h.alerts, err = alerting.New(*cfg.Alerting, logger.With("component", "alerting"), reg, authn, store.Conn(), store.Database()); err != nil {
+			store.Close()
+			return nil, err
+		}
+		notifier = h.alerts
+	}
+	h.rules = rules.New(cfg.Rules, cfg.Tenants, h.api.Engine(), store, svc, notifier, logger.With("component", "rules"), reg)
+	h.site = site.New(cfg.Site, notifier, logger.With("component", "site"), reg)
 	svc.OnDelivered(h.site.Observe)
 	if cfg.Services.enabled() {
 		if h.host, err = newHost(&cfg.Services, logger, reg); err != nil {
@@ -234,6 +255,10 @@ func (h *Hub) Run(ctx context.Context) error {
 		mux.Handle("/api/v1/services/", api)
 		mux.Handle("/api/v1/sd", api)
 	}
+	if h.alerts != nil {
+		mux.Handle("/api/v2/", h.alerts.Handler())
+		mux.Handle("GET /api/v1/alerts/history", h.alerts.Handler())
+	}
 	mux.HandleFunc("/-/reload", h.handleReload)
 	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
@@ -241,6 +266,13 @@ func (h *Hub) Run(ctx context.Context) error {
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	errs := make(chan error, 2)
+	alertsDone := make(chan error, 1)
+	if h.alerts != nil {
+		// Before the rule managers, so their first alerts are routed.
+		go func() { alertsDone <- h.alerts.Run(runCtx) }()
+	} else {
+		close(alertsDone)
+	}
 	ingestDone := make(chan error, 1)
 	go func() { ingestDone <- h.ingest.Run(runCtx, h.cfg.ShutdownTimeout) }()
 	rulesDone := make(chan struct{})
@@ -299,6 +331,9 @@ func (h *Hub) Run(ctx context.Context) error {
 	_ = hs.Shutdown(shutCtx)
 	<-rulesDone
 	<-siteDone
+	if err := <-alertsDone; err != nil && firstErr == nil {
+		firstErr = err
+	}
 	if err := <-hostDone; err != nil && firstErr == nil {
 		firstErr = err
 	}
@@ -343,9 +378,17 @@ func (h *Hub) seedSite(ctx context.Context) {
 	}
 }
 
-// Reload re-reads the rule files; on an invalid file the rules in force
-// stay and the error names the file.
-func (h *Hub) Reload() error { return h.rules.Reload() }
+// Reload re-reads the rule files and the alerting policy; on an invalid
+// file what is in force stays and the error names the file.
+func (h *Hub) Reload() error {
+	err := h.rules.Reload()
+	if h.alerts != nil {
+		if aerr := h.alerts.Reload(); aerr != nil {
+			err = errors.Join(err, fmt.Errorf("alerting: %w", aerr))
+		}
+	}
+	return err
+}
 
 // handleReload is POST /-/reload, as in Prometheus; it needs a
 // cross-bureau token because it affects every tenant.

@@ -254,11 +254,14 @@ func (g *builder) api(bureau string, base []string, target int, restarts bool) {
 		g.histogram(bureau, target, base, "http_request_duration_seconds", []string{"handler", h.path},
 			histGen{perSec: h.rate * load, median: h.median, sigma: 0.7, amp: 0.6, phase: phase, resetAt: resetAt})
 	}
+	// The booking service's success-ratio inputs (what the SLI rule reads)
+	// and one outcome counter.
 	for _, o := range []struct {
-		outcome string
-		share   float64
-	}{{"success", 0.97}, {"failure", 0.02}, {"timeout", 0.01}} {
-		g.counter(bureau, target, join(base, "__name__", "booking_bookings_total", "outcome", o.outcome),
+		labels []string
+		share  float64
+	}{{[]string{"__name__", "booking_attempts_total"}, 1}, {[]string{"__name__", "booking_successes_total"}, 0.97},
+		{[]string{"__name__", "booking_bookings_total", "outcome", "no_slot"}, 0.02}} {
+		g.counter(bureau, target, join(base, o.labels...),
 			counterGen{perSec: 5 * o.share * load, div: 1, noise: 0.5, amp: 0.6, phase: phase, resetAt: resetAt})
 	}
 	g.histogram(bureau, target, base, "healthcode_scan_duration_seconds", nil,

@@ -36,7 +36,7 @@ func TestNewDatasetShape(t *testing.T) {
 			oneHost = oneHost || s.Labels.Get("instance") == d.OneHost
 		}
 		for _, want := range []string{"node_cpu_seconds_total", "http_requests_total", "http_request_duration_seconds_bucket",
-			"node_memory_MemAvailable_bytes", "node_time_seconds", "booking_bookings_total",
+			"node_memory_MemAvailable_bytes", "node_time_seconds", "booking_bookings_total", "booking_attempts_total", "booking_successes_total",
 			"healthcode_scan_duration_seconds_bucket", "bureauhub_agent_ship_acked_samples_total"} {
 			if !names[want] {
 				t.Errorf("%d series: no %s", n, want)

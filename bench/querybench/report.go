@@ -36,7 +36,7 @@ func Markdown(res *Results) string {
 
 	d := res.Data
 	p("**Data.** %s series, one sample every %s over %s: %s samples, the same in every store. ", num(float64(d.Series)), d.Interval, trimDuration(d.Span), num(float64(d.Samples)))
-	p("Three bureaus (the hub's tenants); %d hosts with node_exporter metrics (CPU seconds per cpu and mode, memory, load, network, filesystem, disk, node_time_seconds) and the agent's shipping counter, %d API instances with `http_requests_total` by handler and code, classic histograms `http_request_duration_seconds` (12 buckets) by handler, `booking_bookings_total` by outcome and `healthcode_scan_duration_seconds` (what the shipped rules read), process metrics, and %d padding series; %d metric names. ",
+	p("Three bureaus (the hub's tenants); %d hosts with node_exporter metrics (CPU seconds per cpu and mode, memory, load, network, filesystem, disk, node_time_seconds) and the agent's shipping counter, %d API instances with `http_requests_total` by handler and code, classic histograms `http_request_duration_seconds` (12 buckets) by handler, the booking service's `booking_attempts_total`/`booking_successes_total` and `booking_bookings_total` and `healthcode_scan_duration_seconds` (what the shipped rules read), process metrics, and %d padding series; %d metric names. ",
 		d.Hosts, d.APIs, d.Padding, d.MetricNames)
 	p("Counters follow a daily cycle with noise; some API instances restart once (counter reset). Each target's samples sit at its own offset within the interval, on a half second. ")
 	p("The data ends at %s, a little after the run started, so that rules evaluated during the run find current samples.\n\n", d.End.Format("2006-01-02 15:04Z"))

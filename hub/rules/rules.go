@@ -134,6 +134,12 @@ type Notifier interface {
 	Notify(ctx context.Context, tenant string, alerts []*promrules.Alert)
 }
 
+// ExprNotifier is a Notifier that also takes the rule's expression, for
+// the alerts' generator URL.
+type ExprNotifier interface {
+	NotifyExpr(ctx context.Context, tenant, expr string, alerts []*promrules.Alert)
+}
+
 // Manager runs the per-tenant rule managers.
 type Manager struct {
 	cfg      Config
@@ -218,10 +224,15 @@ func (m *Manager) Run(ctx context.Context) error {
 }
 
 func (m *Manager) notifyFunc(tenant string) promrules.NotifyFunc {
-	return func(ctx context.Context, _ string, alerts ...*promrules.Alert) {
-		if m.notifier != nil && len(alerts) > 0 {
-			m.notifier.Notify(ctx, tenant, alerts)
+	return func(ctx context.Context, expr string, alerts ...*promrules.Alert) {
+		if m.notifier == nil || len(alerts) == 0 {
+			return
 		}
+		if n, ok := m.notifier.(ExprNotifier); ok {
+			n.NotifyExpr(ctx, tenant, expr, alerts)
+			return
+		}
+		m.notifier.Notify(ctx, tenant, alerts)
 	}
 }
 

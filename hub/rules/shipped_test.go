@@ -93,23 +93,11 @@ var alertCases = []alertCase{
 		notFiring: []time.Duration{10 * time.Minute, 15 * time.Minute, 22 * time.Minute},
 	},
 	{
-		alert: "BureauUnreachable",
-		// Both agents of b1 stop at 10m and come back at 21m; one agent of
-		// b2 stops, which is AgentDown, not BureauUnreachable.
-		load: `load 1m
-  node_time_seconds{job="node",bureau="b1",cloud="c",cluster="k",instance="vm-1"} 0+60x10 _x10 1260+60x10
-  node_time_seconds{job="node",bureau="b1",cloud="c",cluster="k",instance="vm-2"} 0+60x10 _x10 1260+60x10
-  node_time_seconds{job="node",bureau="b2",cloud="c",cluster="k",instance="vm-3"} 0+60x10
-  node_time_seconds{job="node",bureau="b2",cloud="c",cluster="k",instance="vm-4"} 0+60x30`,
-		firing:    []time.Duration{17 * time.Minute, 20 * time.Minute},
-		notFiring: []time.Duration{10 * time.Minute, 22 * time.Minute, 28 * time.Minute},
-	},
-	{
 		alert: "BookingSuccessBelowObjective",
 		// 99% success for 10m, 50% for 20m, then 100%.
 		load: `load 1m
-  booking_bookings_total{bureau="consular",outcome="success"} 0+99x10 990+50x20 1990+100x20
-  booking_bookings_total{bureau="consular",outcome="no_slot"} 0+1x10 10+50x20 1010+0x20`,
+  booking_successes_total{bureau="consular",replica="booking-1"} 0+99x10 990+50x20 1990+100x20
+  booking_attempts_total{bureau="consular",replica="booking-1"} 0+100x10 1000+100x20 3000+100x20`,
 		firing:    []time.Duration{22 * time.Minute, 29 * time.Minute},
 		notFiring: []time.Duration{10 * time.Minute, 14 * time.Minute, 45 * time.Minute},
 	},
