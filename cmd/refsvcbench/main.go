@@ -184,7 +184,7 @@ func replay(ctx context.Context, logger *slog.Logger, n int, capCfg capacity.Con
 	r := result{
 		Replicas: n, WallSeconds: wall, SimHours: rep.SimEnd.Sub(rep.SimStart).Hours(),
 		Offered: rep.Totals.Offered.Total, Succeeded: rep.Totals.Succeeded,
-		ViolationSeconds: rep.Totals.ViolationSeconds,
+		ViolationSeconds:    rep.Totals.ViolationSeconds,
 		ViolationSimMinutes: float64(rep.Totals.ViolationSeconds) * rep.Speedup / 60,
 		ReplicaSeconds:      float64(n) * wall, ReplicaSimHours: float64(n) * rep.SimEnd.Sub(rep.SimStart).Hours(),
 		P99: rep.Totals.Latency.P99, Report: nil,
@@ -219,4 +219,3 @@ func markdown(rs []result, rate, speedup float64, window string, capCfg capacity
 	}
 	return b.String()
 }
-
