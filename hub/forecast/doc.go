@@ -3,8 +3,7 @@
 // history in ClickHouse, so the autoscaler can have capacity ready before a
 // predictable surge. Models are chosen per signal by rolling backtest and
 // their accuracy is exported, so users see how far to trust each forecast.
-package forecast
-
+//
 // Models (all pure functions on a regular Series, stdlib only): the
 // seasonal mean of the last periods with level adjustment, Holt-Winters
 // (additive, and multiplicative for positive data) with weights from a
@@ -16,3 +15,4 @@ package forecast
 // against the actuals and exports both (see metrics.go for the names).
 // Everything is in the data's own (wall) time: with a compressed clock the
 // configured period is the compressed day.
+package forecast
