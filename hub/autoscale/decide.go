@@ -1,0 +1,473 @@
+package autoscale
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"strconv"
+	"time"
+
+	"github.com/bureauhub/bureauhub/hub/forecast"
+)
+
+// Mode is how far a target's decisions go.
+type Mode string
+
+// Modes.
+const (
+	// ModeOff makes no decision and takes no action.
+	ModeOff Mode = "off"
+	// ModeDryRun decides and records, but never calls the actuator.
+	ModeDryRun Mode = "dry-run"
+	// ModeOn decides, records and acts.
+	ModeOn Mode = "on"
+)
+
+// Terms name what decided a recommendation or held it back.
+const (
+	TermForecast      = "forecast"
+	TermReactive      = "reactive"
+	TermMin           = "min"
+	TermMax           = "max"
+	TermStabilization = "stabilization"
+	TermCooldown      = "cooldown"
+	TermMaxStep       = "max_step"
+	TermRateLimit     = "rate_limit"
+	TermOff           = "off"
+)
+
+// Directions of a scaling step.
+const (
+	DirectionUp   = "up"
+	DirectionDown = "down"
+	DirectionNone = "none"
+)
+
+// Number is a float64 that encodes NaN and infinities as JSON null (and
+// decodes null as NaN), so an explanation with a missing value still
+// encodes.
+type Number float64
+
+// MarshalJSON encodes non-finite values as null.
+func (n Number) MarshalJSON() ([]byte, error) {
+	f := float64(n)
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return []byte("null"), nil
+	}
+	return strconv.AppendFloat(nil, f, 'g', -1, 64), nil
+}
+
+// UnmarshalJSON decodes null as NaN.
+func (n *Number) UnmarshalJSON(b []byte) error {
+	if string(b) == "null" {
+		*n = Number(math.NaN())
+		return nil
+	}
+	var f float64
+	if err := json.Unmarshal(b, &f); err != nil {
+		return err
+	}
+	*n = Number(f)
+	return nil
+}
+
+// Recommendation is one sync's bounded recommendation, kept for the
+// scale-down stabilization window.
+type Recommendation struct {
+	At       time.Time `json:"at"`
+	Replicas int       `json:"replicas"`
+}
+
+// State is what Decide needs to know about the target and its past.
+type State struct {
+	// Desired and Ready are the actuator's current replica counts.
+	Desired int
+	Ready   int
+	// LastScale is when the last action was taken (zero: never) and
+	// LastDirection which way it went.
+	LastScale     time.Time
+	LastDirection string
+	// Recommendations are the recent recommendations, oldest first; Decide
+	// reads those inside the stabilization window. HistoryStart is when
+	// the history began (the autoscaler's start): until a whole window has
+	// been seen, the current count counts as a recommendation too, so a
+	// restart never scales down on a partial window.
+	Recommendations []Recommendation
+	HistoryStart    time.Time
+	// Actions are the times of recent actions, for the hourly rate limit.
+	Actions []time.Time
+}
+
+// Signals are the observations and predictions of one sync.
+type Signals struct {
+	// Now is the decision time.
+	Now time.Time
+	// Rate is the observed request rate (requests per second); NaN when
+	// unknown, in which case the reactive floor holds the current count.
+	Rate float64
+	// Forecast is the signal's latest forecast; nil when there is none.
+	Forecast *forecast.Forecast
+	// CapacityPerReplica is the rate one replica sustains within its SLO;
+	// CapacityLearned says whether it was learned or is the default.
+	CapacityPerReplica float64
+	CapacityLearned    bool
+	// WarmUp is how long a new replica takes to become ready.
+	WarmUp time.Duration
+}
+
+// Policy bounds the decision.
+type Policy struct {
+	Mode Mode
+	// Min and Max bound the recommendation.
+	Min, Max int
+	// TargetUtilization is the fraction of capacity a replica should run
+	// at (0 < u <= 1).
+	TargetUtilization float64
+	// SyncInterval is the time between decisions.
+	SyncInterval time.Duration
+	// ScaleDownStabilization: a scale-down goes only to the highest
+	// recommendation of this window.
+	ScaleDownStabilization time.Duration
+	// CooldownUp and CooldownDown are the least time after the last action
+	// before a scale-up, respectively a scale-down.
+	CooldownUp, CooldownDown time.Duration
+	// MaxStep bounds one action's change in replicas (0: unbounded).
+	MaxStep int
+	// MaxActionsPerHour bounds actions in any hour (0: unbounded).
+	MaxActionsPerHour int
+	// TrustedMAPE is the backtest error up to which the forecast's value
+	// is used; above it (or with no backtest) the upper bound is used when
+	// UseUpperWhenUntrusted is set.
+	TrustedMAPE           float64
+	UseUpperWhenUntrusted bool
+	// IgnoreForecastAboveMAPE drops a forecast whose backtest error is
+	// higher (0: never drop).
+	IgnoreForecastAboveMAPE float64
+}
+
+// ForecastUsed tells which forecast values a decision used.
+type ForecastUsed struct {
+	Model string    `json:"model"`
+	Made  time.Time `json:"made"`
+	// From and To are the window searched for the peak.
+	From time.Time `json:"from"`
+	To   time.Time `json:"to"`
+	// Peak and PeakUpper are the forecast's highest value in the window
+	// and its highest upper bound.
+	Peak      Number `json:"peak"`
+	PeakUpper Number `json:"peak_upper"`
+	// Bound is "value" or "upper": which of them was sized for.
+	Bound string `json:"bound"`
+	// Used is the rate sized for.
+	Used Number `json:"used"`
+	// MAPE is the backtest error; Trusted is MAPE <= trusted_mape.
+	MAPE    Number `json:"mape"`
+	Trusted bool   `json:"trusted"`
+	// Ignored says the forecast was not used, and why.
+	Ignored string `json:"ignored,omitempty"`
+}
+
+// Explanation is why a decision came out as it did.
+type Explanation struct {
+	Signal       string `json:"signal"`
+	ObservedRate Number `json:"observed_rate"`
+	// CapacityPerReplica is the learned or default sustainable rate of one
+	// replica; ReplicaThroughput is that times the target utilization,
+	// what each replica is sized for.
+	CapacityPerReplica Number  `json:"capacity_per_replica"`
+	CapacityLearned    bool    `json:"capacity_learned"`
+	TargetUtilization  Number  `json:"target_utilization"`
+	ReplicaThroughput  Number  `json:"replica_throughput"`
+	WarmUpSeconds      float64 `json:"warm_up_seconds"`
+	SyncSeconds        float64 `json:"sync_seconds"`
+	// Forecast is nil when the target had no forecast.
+	Forecast *ForecastUsed `json:"forecast,omitempty"`
+	// ForecastReplicas is ceil(forecast rate / replica throughput); -1
+	// when no forecast was used.
+	ForecastReplicas int `json:"forecast_replicas"`
+	// ReactiveFloor is ceil(observed rate / replica throughput), what the
+	// current load needs.
+	ReactiveFloor int `json:"reactive_floor"`
+	// Unbounded is max(ForecastReplicas, ReactiveFloor).
+	Unbounded int `json:"unbounded"`
+	// StabilizedMax is the highest recommendation over the stabilization
+	// window (scale-downs only, else 0).
+	StabilizedMax int `json:"stabilized_max,omitempty"`
+	// Bounds lists the limits applied, in order, e.g. "min=2".
+	Bounds []string `json:"bounds"`
+	// Term is what decided the final count.
+	Term string `json:"term"`
+	// Notes are anything else worth knowing ("rate unknown: holding").
+	Notes []string `json:"notes,omitempty"`
+}
+
+// Decision is the outcome of Decide.
+type Decision struct {
+	Time time.Time `json:"time"`
+	Mode Mode      `json:"mode"`
+	// Current and Ready are the counts the decision started from.
+	Current int `json:"current"`
+	Ready   int `json:"ready"`
+	// Recommended is the bounded, stabilized recommendation, before
+	// cooldowns, max step and the rate limit: what the metrics publish.
+	Recommended int `json:"recommended"`
+	// Replicas is what to scale to now (Current when holding).
+	Replicas int `json:"replicas"`
+	// Direction is up, down or none (Replicas against Current).
+	Direction string `json:"direction"`
+	// Act says the actuator should be called (mode on and a change).
+	Act bool `json:"act"`
+	// Record is the recommendation to append to State.Recommendations.
+	Record      Recommendation `json:"-"`
+	Explanation Explanation    `json:"explanation"`
+}
+
+// replicasFor is the replicas needed to serve rate at perReplica each; a
+// hair of slack keeps float noise (9.0000001) from adding a replica.
+func replicasFor(rate, perReplica float64) int {
+	if rate <= 0 || perReplica <= 0 {
+		return 0
+	}
+	return int(math.Ceil(rate/perReplica - 1e-9))
+}
+
+// ForecastWindow is the window whose forecast peak a decision at now must
+// cover: replicas started now are ready after warmUp, and the next
+// decision's replicas only after sync+warmUp, so until then the load is
+// this decision's to carry. It starts at the forecast point that covers
+// now.
+func ForecastWindow(f forecast.Forecast, now time.Time, warmUp, sync time.Duration) (from, to time.Time) {
+	from = now
+	if f.Step > 0 && !now.Before(f.Start) {
+		from = f.Start.Add(now.Sub(f.Start) / f.Step * f.Step)
+	}
+	return from, now.Add(warmUp + sync + time.Nanosecond)
+}
+
+// Decide computes one target's decision. It is pure: everything it reads
+// is in its arguments.
+//
+// recommendation = clamp(max(ceil(forecast peak over [now, now+warm-up+sync]
+// / (capacity × target utilization)), ceil(observed rate / (capacity ×
+// target utilization))), min, max); a scale-down goes only to the highest
+// recommendation over the stabilization window; then cooldowns, max step
+// and the hourly action limit may hold or shorten the step.
+func Decide(st State, sig Signals, p Policy) Decision {
+	d := Decision{Time: sig.Now, Mode: p.Mode, Current: st.Desired, Ready: st.Ready, Replicas: st.Desired, Direction: DirectionNone}
+	ex := &d.Explanation
+	ex.ObservedRate = Number(sig.Rate)
+	ex.CapacityPerReplica = Number(sig.CapacityPerReplica)
+	ex.CapacityLearned = sig.CapacityLearned
+	ex.TargetUtilization = Number(p.TargetUtilization)
+	ex.WarmUpSeconds = sig.WarmUp.Seconds()
+	ex.SyncSeconds = p.SyncInterval.Seconds()
+	ex.ForecastReplicas = -1
+	ex.Bounds = []string{}
+	if sig.Forecast != nil {
+		ex.Signal = sig.Forecast.Signal
+	}
+	if p.Mode == ModeOff {
+		ex.Term = TermOff
+		d.Recommended = st.Desired
+		return d
+	}
+	perReplica := sig.CapacityPerReplica * p.TargetUtilization
+	ex.ReplicaThroughput = Number(perReplica)
+
+	// The reactive floor: what the load of now needs.
+	if math.IsNaN(sig.Rate) || perReplica <= 0 {
+		ex.ReactiveFloor = st.Desired
+		ex.Notes = append(ex.Notes, "observed rate or capacity unknown: the reactive floor holds the current count")
+	} else {
+		ex.ReactiveFloor = replicasFor(sig.Rate, perReplica)
+	}
+	rec, term := ex.ReactiveFloor, TermReactive
+
+	// The forecast term: the peak the replicas decided now must carry.
+	if f := sig.Forecast; f != nil && perReplica > 0 {
+		from, to := ForecastWindow(*f, sig.Now, sig.WarmUp, p.SyncInterval)
+		fu := &ForecastUsed{Model: f.Model, Made: f.Made, From: from, To: to, MAPE: Number(f.MAPE),
+			Peak: Number(math.NaN()), PeakUpper: Number(math.NaN()), Used: Number(math.NaN())}
+		ex.Forecast = fu
+		fu.Trusted = !math.IsNaN(f.MAPE) && f.MAPE <= p.TrustedMAPE
+		value, upper, ok := f.Peak(from, to)
+		switch {
+		case !ok:
+			fu.Ignored = "no forecast point in the window"
+		case p.IgnoreForecastAboveMAPE > 0 && !math.IsNaN(f.MAPE) && f.MAPE > p.IgnoreForecastAboveMAPE:
+			fu.Peak, fu.PeakUpper = Number(value), Number(upper)
+			fu.Ignored = fmt.Sprintf("backtest MAPE %.3f above ignore_forecast_above_mape %.3f", f.MAPE, p.IgnoreForecastAboveMAPE)
+		default:
+			fu.Peak, fu.PeakUpper = Number(value), Number(upper)
+			fu.Bound, fu.Used = "value", Number(value)
+			if !fu.Trusted && p.UseUpperWhenUntrusted && !math.IsInf(upper, 0) && !math.IsNaN(upper) && upper > value {
+				fu.Bound, fu.Used = "upper", Number(upper)
+			}
+			ex.ForecastReplicas = replicasFor(float64(fu.Used), perReplica)
+			if ex.ForecastReplicas > rec {
+				rec, term = ex.ForecastReplicas, TermForecast
+			}
+		}
+	}
+	ex.Unbounded = rec
+
+	if rec < p.Min {
+		rec, term = p.Min, TermMin
+		ex.Bounds = append(ex.Bounds, fmt.Sprintf("min=%d", p.Min))
+	}
+	if p.Max > 0 && rec > p.Max {
+		rec, term = p.Max, TermMax
+		ex.Bounds = append(ex.Bounds, fmt.Sprintf("max=%d", p.Max))
+	}
+	d.Record = Recommendation{At: sig.Now, Replicas: rec}
+
+	// Scale-down stabilization, as the HPA does it: go down only to the
+	// highest recommendation of the window.
+	if rec < st.Desired {
+		cutoff := sig.Now.Add(-p.ScaleDownStabilization)
+		hi := rec
+		for _, r := range st.Recommendations {
+			if r.At.After(cutoff) && !r.At.After(sig.Now) && r.Replicas > hi {
+				hi = r.Replicas
+			}
+		}
+		if p.ScaleDownStabilization > 0 && st.HistoryStart.After(cutoff) && st.Desired > hi {
+			hi = st.Desired
+			ex.Notes = append(ex.Notes, "history shorter than the stabilization window: the current count counts as a recommendation")
+		}
+		ex.StabilizedMax = hi
+		if hi > rec {
+			rec, term = hi, TermStabilization
+			ex.Bounds = append(ex.Bounds, fmt.Sprintf("stabilization=%s:%d", p.ScaleDownStabilization, hi))
+		}
+	}
+	d.Recommended = rec
+
+	target := rec
+	if p.MaxStep > 0 {
+		if target > st.Desired+p.MaxStep {
+			target, term = st.Desired+p.MaxStep, TermMaxStep
+			ex.Bounds = append(ex.Bounds, fmt.Sprintf("max_step=%d", p.MaxStep))
+		} else if target < st.Desired-p.MaxStep {
+			target, term = st.Desired-p.MaxStep, TermMaxStep
+			ex.Bounds = append(ex.Bounds, fmt.Sprintf("max_step=%d", p.MaxStep))
+		}
+	}
+	if target != st.Desired && p.Mode == ModeOn {
+		cooldown := p.CooldownUp
+		if target < st.Desired {
+			cooldown = p.CooldownDown
+		}
+		if !st.LastScale.IsZero() && sig.Now.Sub(st.LastScale) < cooldown {
+			ex.Bounds = append(ex.Bounds, fmt.Sprintf("cooldown until %s", st.LastScale.Add(cooldown).UTC().Format(time.RFC3339)))
+			target, term = st.Desired, TermCooldown
+		} else if p.MaxActionsPerHour > 0 {
+			n := 0
+			for _, a := range st.Actions {
+				if sig.Now.Sub(a) < time.Hour {
+					n++
+				}
+			}
+			if n >= p.MaxActionsPerHour {
+				ex.Bounds = append(ex.Bounds, fmt.Sprintf("max_actions_per_hour=%d", p.MaxActionsPerHour))
+				target, term = st.Desired, TermRateLimit
+			}
+		}
+	}
+	d.Replicas = target
+	switch {
+	case target > st.Desired:
+		d.Direction = DirectionUp
+	case target < st.Desired:
+		d.Direction = DirectionDown
+	}
+	d.Act = p.Mode == ModeOn && target != st.Desired
+	ex.Term = term
+	return d
+}
+
+// HPAPolicy is the reactive Horizontal Pod Autoscaler's configuration,
+// with Kubernetes' defaults from DefaultHPAPolicy.
+type HPAPolicy struct {
+	Min, Max int
+	// Tolerance: no change while |metric/target − 1| <= Tolerance.
+	Tolerance float64
+	// ScaleDownStabilization: a scale-down goes only to the highest
+	// recommendation of this window.
+	ScaleDownStabilization time.Duration
+	// SyncInterval is how often the controller runs (the caller's loop).
+	SyncInterval time.Duration
+}
+
+// DefaultHPAPolicy is Kubernetes' HPA with its defaults: 10% tolerance,
+// 5 min scale-down stabilization, 15 s sync period.
+func DefaultHPAPolicy(minReplicas, maxReplicas int) HPAPolicy {
+	return HPAPolicy{Min: minReplicas, Max: maxReplicas, Tolerance: 0.1,
+		ScaleDownStabilization: 5 * time.Minute, SyncInterval: 15 * time.Second}
+}
+
+// HPAResult is one reactive HPA step.
+type HPAResult struct {
+	// Replicas is the count to scale to.
+	Replicas int
+	// Raw is ceil(current × metric / target) (current within tolerance).
+	Raw int
+	// Record is what to append to the history for later steps.
+	Record Recommendation
+	// WithinTolerance says the ratio was inside the tolerance band.
+	WithinTolerance bool
+	// Stabilized says the stabilization window held a scale-down back.
+	Stabilized bool
+}
+
+// HPA is the Kubernetes HPA's reactive rule, the baseline controller:
+// desired = ceil(current × metric / target), unchanged while the ratio is
+// within the tolerance; a scale-down goes only to the highest raw
+// recommendation of the stabilization window (history holds earlier
+// Records); the result is clamped to [Min, Max]. metric is the per-replica
+// average of the scaling metric (e.g. rate per ready replica) and target
+// its target value. Scale-ups follow the default HPA behavior (at most
+// double or +4 replicas per sync). A NaN metric or a non-positive target or current
+// holds the current count (the HPA skips a sync it cannot compute).
+func HPA(now time.Time, current int, metric, target float64, history []Recommendation, p HPAPolicy) HPAResult {
+	res := HPAResult{Raw: current}
+	if !math.IsNaN(metric) && target > 0 && current > 0 {
+		ratio := metric / target
+		if math.Abs(ratio-1) <= p.Tolerance {
+			res.WithinTolerance = true
+		} else {
+			res.Raw = int(math.Ceil(float64(current)*ratio - 1e-9))
+		}
+	}
+	res.Record = Recommendation{At: now, Replicas: res.Raw}
+	// As the HPA's default behavior: up to the raw recommendation (scale-up
+	// window 0), down only to the highest of the scale-down window, and
+	// never past the current count on the way down.
+	down := res.Raw
+	cutoff := now.Add(-p.ScaleDownStabilization)
+	for _, r := range history {
+		if r.At.After(cutoff) && !r.At.After(now) && r.Replicas > down {
+			down = r.Replicas
+		}
+	}
+	n := current
+	if n < res.Raw {
+		n = res.Raw
+	}
+	if n > down {
+		n = down
+	}
+	if res.Raw < current && n > res.Raw {
+		res.Stabilized = true
+	}
+	// The default scale-up policy: at most double or +4 per period.
+	if limit := max(2*current, current+4); current > 0 && n > limit {
+		n = limit
+	}
+	n = max(n, p.Min)
+	if p.Max > 0 {
+		n = min(n, p.Max)
+	}
+	res.Replicas = n
+	return res
+}
