@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -26,6 +27,8 @@ import (
 
 	"github.com/bureauhub/bureauhub/alerting"
 	"github.com/bureauhub/bureauhub/hub/auth"
+	"github.com/bureauhub/bureauhub/hub/autoscale"
+	"github.com/bureauhub/bureauhub/hub/forecast"
 	"github.com/bureauhub/bureauhub/hub/ingest"
 	"github.com/bureauhub/bureauhub/hub/query"
 	"github.com/bureauhub/bureauhub/hub/refsvc/host"
@@ -62,6 +65,12 @@ type Config struct {
 	// Alerting routes, silences and delivers the tenants' alerts; without
 	// it alerts are visible on /api/v1/alerts only.
 	Alerting *alerting.Config `yaml:"alerting"`
+	// Forecast predicts workload signals from their history.
+	Forecast *forecast.Config `yaml:"forecast"`
+	// Autoscale recommends, and in mode on applies, replica counts. Its
+	// durations are wall time, like the forecast's periods: with a
+	// compressed services clock, configure them in compressed terms.
+	Autoscale *autoscale.Config `yaml:"autoscale"`
 }
 
 // SetDefaults fills unset fields.
@@ -83,6 +92,12 @@ func (c *Config) SetDefaults() {
 	c.Services.SetDefaults()
 	if c.Alerting != nil {
 		c.Alerting.SetDefaults()
+	}
+	if c.Forecast != nil {
+		c.Forecast.SetDefaults()
+	}
+	if c.Autoscale != nil {
+		c.Autoscale.SetDefaults()
 	}
 }
 
@@ -135,6 +150,16 @@ func (c *Config) Validate() error {
 			return err
 		}
 	}
+	if c.Forecast != nil {
+		if err := c.Forecast.Validate("forecast"); err != nil {
+			return err
+		}
+	}
+	if c.Autoscale != nil {
+		if err := c.Autoscale.Validate("autoscale"); err != nil {
+			return err
+		}
+	}
 	return c.Services.Validate(names)
 }
 
@@ -171,6 +196,9 @@ type Hub struct {
 	site   *site.Watcher
 	host   *host.Host         // nil when no service is hosted
 	alerts *alerting.Alerting // nil without alerting
+
+	forecaster *forecast.Forecaster  // nil without forecast
+	autoscaler *autoscale.Autoscaler // nil without autoscale
 }
 
 // New builds a hub from a validated config. Nothing runs until Run.
@@ -205,6 +233,26 @@ func New(cfg *Config, logger *slog.Logger) (*Hub, error) {
 	svc.OnDelivered(h.site.Observe)
 	if cfg.Services.enabled() {
 		if h.host, err = newHost(&cfg.Services, logger, reg); err != nil {
+			store.Close()
+			return nil, err
+		}
+	}
+	if cfg.Forecast != nil {
+		if h.forecaster, err = forecast.New(*cfg.Forecast, h.rangeQuery, logger.With("component", "forecast"), reg); err != nil {
+			store.Close()
+			return nil, err
+		}
+	}
+	if cfg.Autoscale != nil {
+		deps := autoscale.Deps{Query: h.instantQuery, Forecast: h.forecastOf, Conn: store.Conn(), Database: store.Database()}
+		if h.host != nil {
+			deps.Host = h.host
+		}
+		if h.alerts != nil {
+			deps.Notifier = h.alerts
+			deps.FiringAlerts = h.alerts.FiringAlerts
+		}
+		if h.autoscaler, err = autoscale.New(*cfg.Autoscale, logger.With("component", "autoscale"), reg, deps); err != nil {
 			store.Close()
 			return nil, err
 		}
@@ -255,6 +303,7 @@ func (h *Hub) Run(ctx context.Context) error {
 		mux.Handle("/api/v1/services/", api)
 		mux.Handle("/api/v1/sd", api)
 	}
+	h.mountCapacity(mux)
 	if h.alerts != nil {
 		mux.Handle("/api/v2/", h.alerts.Handler())
 		mux.Handle("GET /api/v1/alerts/history", h.alerts.Handler())
@@ -285,6 +334,18 @@ func (h *Hub) Run(ctx context.Context) error {
 	go func() {
 		defer close(siteDone)
 		_ = h.site.Run(runCtx)
+	}()
+	capDone := make(chan struct{})
+	go func() {
+		defer close(capDone)
+		var wg sync.WaitGroup
+		if h.forecaster != nil {
+			wg.Go(func() { _ = h.forecaster.Run(runCtx) })
+		}
+		if h.autoscaler != nil {
+			wg.Go(func() { _ = h.autoscaler.Run(runCtx) })
+		}
+		wg.Wait()
 	}()
 	hostDone := make(chan error, 1)
 	if h.host != nil {
@@ -331,6 +392,7 @@ func (h *Hub) Run(ctx context.Context) error {
 	_ = hs.Shutdown(shutCtx)
 	<-rulesDone
 	<-siteDone
+	<-capDone
 	if err := <-alertsDone; err != nil && firstErr == nil {
 		firstErr = err
 	}
