@@ -304,6 +304,7 @@ func (h *Hub) Run(ctx context.Context) error {
 		mux.Handle("/api/v1/sd", api)
 	}
 	h.mountCapacity(mux)
+	h.mountConsole(mux)
 	if h.alerts != nil {
 		mux.Handle("/api/v2/", h.alerts.Handler())
 		mux.Handle("GET /api/v1/alerts/history", h.alerts.Handler())
