@@ -1,6 +1,35 @@
 package hub
 
-import "net/http"
+import (
+	"net/http"
 
-// mountConsole serves the hub console (hub/console) on mux.
-func (h *Hub) mountConsole(mux *http.ServeMux) {}
+	"github.com/bureauhub/bureauhub/hub/console"
+)
+
+// mountConsole serves the hub console (hub/console) under /console/ and
+// the agents API it and the Grafana plugin read, /api/v1/agents. The
+// console calls the hub's APIs through mux with the viewer's token, so
+// each API's tenancy applies to the pages too.
+func (h *Hub) mountConsole(mux *http.ServeMux) {
+	mux.Handle(console.AgentsPath, console.AgentsHandler(h.site, h.authn))
+	var cfg console.Config
+	cfg.SetDefaults()
+	c, err := console.New(cfg, h.logger.With("component", "console"), console.Deps{
+		API:   mux,
+		Authn: h.authn,
+		Self:  h.cfg.HTTPListenAddress,
+		Available: console.Available{
+			Alerting:  h.alerts != nil,
+			Autoscale: h.autoscaler != nil,
+			Services:  h.host != nil,
+			Forecast:  h.forecaster != nil,
+		},
+	})
+	if err != nil {
+		// Only a broken embedded template gets here, and the console's
+		// tests catch that; the hub serves on without its console.
+		h.logger.Error("console disabled", "err", err)
+		return
+	}
+	mux.Handle(console.Prefix, c.Handler())
+}
