@@ -41,6 +41,7 @@ import (
 
 	"github.com/bureauhub/bureauhub/alerting/history"
 	"github.com/bureauhub/bureauhub/hub/auth"
+	"github.com/bureauhub/bureauhub/hub/cluster"
 )
 
 // Alerting is the hub's alert manager. Build it with New, serve Handler,
@@ -73,6 +74,11 @@ type Alerting struct {
 
 	m       metrics
 	started time.Time
+
+	// peers is the hub cluster (nil on a single hub); alertsCh shares
+	// received alerts with it.
+	peers    *cluster.Cluster
+	alertsCh *cluster.Channel
 }
 
 // runtime holds what Run builds: the alert store.

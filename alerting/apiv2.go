@@ -275,6 +275,7 @@ func (a *Alerting) postAlerts(w http.ResponseWriter, r *http.Request, rt *runtim
 		writeJSONError(w, http.StatusInternalServerError, err.Error())
 		return
 	}
+	a.share(valid)
 	if errs != nil {
 		writeJSONError(w, http.StatusBadRequest, errs.Error())
 		return

@@ -70,6 +70,7 @@ func (a *Alerting) notify(ctx context.Context, tenant, expr string, alerts []*pr
 	if err := rt.alerts.Put(ctx, out...); err != nil {
 		a.logger.Error("store rule alerts", "tenant", tenant, "err", err)
 	}
+	a.share(out)
 }
 
 // ConvertRuleAlert converts one rule alert of tenant as Prometheus's

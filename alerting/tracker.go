@@ -114,6 +114,9 @@ func (a *Alerting) track(ctx context.Context, state map[model.Fingerprint]*track
 }
 
 func (a *Alerting) emit(al *alert.Alert, ev history.Event, now time.Time, by []string) {
+	if !a.owns("history/" + al.Fingerprint().String()) {
+		return // in a cluster every hub sees the alert; its owner records it
+	}
 	a.m.stateChanges.WithLabelValues(string(ev)).Inc()
 	if a.hist == nil {
 		return

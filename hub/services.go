@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -100,6 +101,11 @@ func (c *ServicesConfig) Validate(tenants map[string]bool) error {
 
 // newHost opens the configured services' stores and builds their host.
 func newHost(c *ServicesConfig, logger *slog.Logger, reg prometheus.Registerer) (*host.Host, error) {
+	if c.DataDir != "" {
+		if err := os.MkdirAll(c.DataDir, 0o750); err != nil {
+			return nil, fmt.Errorf("services.data_dir: %w", err)
+		}
+	}
 	clock := simclock.New(c.Clock)
 	var hosted []host.Hosted
 	closeAll := func() {

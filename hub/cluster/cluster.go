@@ -62,6 +62,9 @@ type Cluster struct {
 	// call back into it.
 	kick chan struct{}
 	done chan struct{}
+	// reliable queues messages too big for a gossip packet; they go to
+	// every peer over TCP.
+	reliable chan []byte
 
 	mu        sync.RWMutex
 	ring      *Ring
@@ -74,13 +77,14 @@ type Cluster struct {
 	changes  prometheus.Counter
 	refused  *prometheus.CounterVec
 	received *prometheus.CounterVec
+	dropped  prometheus.Counter
 }
 
 // New builds the membership for a validated config; httpAddr is this hub's
 // HTTP address, published to peers. Nothing runs until Start.
 func New(cfg Config, httpAddr string, logger *slog.Logger, reg prometheus.Registerer) *Cluster {
 	c := &Cluster{cfg: cfg, httpAddr: httpAddr, logger: logger, now: time.Now,
-		kick: make(chan struct{}, 1), done: make(chan struct{}),
+		kick: make(chan struct{}, 1), done: make(chan struct{}), reliable: make(chan []byte, 1024),
 		ring: NewRing(nil), prevRing: NewRing(nil), acquired: map[string]time.Time{}, channels: map[string]*Channel{},
 		members: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "bureauhub_cluster_members", Help: "Hubs in the cluster as this hub sees them, by state (alive, suspect, dead, left).",
@@ -94,9 +98,12 @@ func New(cfg Config, httpAddr string, logger *slog.Logger, reg prometheus.Regist
 		received: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "bureauhub_cluster_gossip_messages_total", Help: "Gossiped state messages received, by channel and result (merged, failed).",
 		}, []string{"channel", "result"}),
+		dropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "bureauhub_cluster_reliable_messages_dropped_total", Help: "Large messages to peers dropped because the send queue was full.",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(c.members, c.changes, c.refused, c.received)
+		reg.MustRegister(c.members, c.changes, c.refused, c.received, c.dropped)
 	}
 	return c
 }
@@ -150,6 +157,23 @@ func (c *Cluster) Start() error {
 				return
 			case <-c.kick:
 				c.rebuild()
+			}
+		}
+	}()
+	go func() {
+		for {
+			select {
+			case <-c.done:
+				return
+			case msg := <-c.reliable:
+				for _, n := range c.ml.Members() {
+					if n.Name == c.cfg.Name || n.State != memberlist.StateAlive {
+						continue
+					}
+					if err := c.ml.SendReliable(n, msg); err != nil {
+						c.logger.Warn("send to peer", "peer", n.Name, "err", err)
+					}
+				}
 			}
 		}
 	}()
@@ -332,12 +356,27 @@ func (c *Cluster) AddChannel(name string, merge func([]byte) error, state func()
 	return ch
 }
 
-// Broadcast gossips b to every peer (eventually, best effort).
+// maxGossip is the largest message sent by UDP gossip; larger ones go to
+// every peer over TCP.
+const maxGossip = 1000
+
+// Broadcast sends b to every peer: small messages by gossip (eventually,
+// retransmitted), large ones over TCP to each live peer (queued; dropped
+// and counted when the queue is full).
 func (ch *Channel) Broadcast(b []byte) {
 	if ch.c.broadcasts == nil {
 		return
 	}
-	ch.c.broadcasts.QueueBroadcast(simpleBroadcast(frame(ch.name, b)))
+	msg := frame(ch.name, b)
+	if len(msg) <= maxGossip {
+		ch.c.broadcasts.QueueBroadcast(simpleBroadcast(msg))
+		return
+	}
+	select {
+	case ch.c.reliable <- msg:
+	default:
+		ch.c.dropped.Inc()
+	}
 }
 
 func frame(name string, b []byte) []byte {
