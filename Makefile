@@ -51,6 +51,7 @@ bench: build
 	./bench/agent.sh
 	./bench/query.sh
 	./bench/refsvc.sh
+	./bench/alerting.sh
 	./bench/docs.sh
 
 # Regenerates the federation protocol's Go code (checked in).

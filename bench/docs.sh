@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${BENCH_OUT:-bench-out}
 docs=docs/benchmarks.md
-for name in agent query refsvc; do
+for name in agent query refsvc alerting; do
 	src="$out/$name.md"
 	if [ ! -s "$src" ]; then
 		echo "bench/docs.sh: no $src; leaving the $name section as it is" >&2
@@ -20,6 +20,7 @@ for name in agent query refsvc; do
 		agent) title="Agent footprint" ;;
 		query) title="Query latency and rule evaluation" ;;
 		refsvc) title="Reference services: fixed replica counts (autoscaling baseline)" ;;
+		alerting) title="Alerting: pipeline latency and throughput" ;;
 		esac
 		printf '\n## %s\n\n%s\n%s\n' "$title" "$begin" "$end" >>"$docs"
 	fi

@@ -21,6 +21,13 @@ func secs(ms float64) string {
 	return fmt.Sprintf("%.2f s", ms/1000)
 }
 
+func millis(ms float64) string {
+	if math.IsNaN(ms) {
+		return "–"
+	}
+	return fmt.Sprintf("%.0f ms", ms)
+}
+
 func ratio(x float64) string {
 	if x == 0 || math.IsNaN(x) || math.IsInf(x, 0) {
 		return "–"
@@ -99,7 +106,7 @@ func latencyMarkdown(b *strings.Builder, l *LatencyResults) {
 		w("- **%s**: %s.\n", displayName[s], l.Settings[s])
 	}
 	w("\nOne unmeasured warm-up trial, then %d trials, each started %s after the previous one plus a uniformly random part of one interval, so that T0 falls at a uniformly random phase of the scrape and evaluation cycles; the trials' gauges are spread over %d targets because every target has its own (hash-derived) scrape phase, so several alignments of scrape and evaluation are sampled rather than one. Seed %d. ", l.Trials, l.TrialGap, l.Targets, l.Seed)
-	w("Each trial's time is split at the target (the first scrape that saw the surge, taken under the lock that guards the flip) and at the alert's `startsAt`, which both systems set to the timestamp of the rule evaluation that fired it. Percentiles are nearest-rank (p95 of 20 trials = the 19th smallest).\n\n")
+	w("Each trial's time is split at the target (the first scrape that saw the surge, taken under the lock that guards the flip) and at the alert's `startsAt`, which both systems set to the timestamp of the rule evaluation that fired it. Percentiles are nearest-rank (the p95 of %d trials is the %s smallest).\n\n", l.Trials, ordinal(int(math.Ceil(0.95*float64(l.Trials)))))
 	w("Prometheus' `--rules.alert.resend-delay` and the hub's `rules.resend_delay` (both 1m, the default) only delay *re*-sends of an alert that keeps firing; a newly firing alert is sent after the evaluation that fired it in both. With `group_wait: 0s` both Alertmanagers flush a new aggregation group at once (0.25's dispatcher and the v0.34 packages the hub embeds). Alertmanager runs with clustering off: a clustered instance waits for gossip to settle before its first notification, and the hub's alerting has no cluster either.\n\n")
 
 	w("| system | trials | p50 | p95 | max | mean | missing | mean T0 → scrape | mean scrape → firing evaluation | mean evaluation → webhook (p50 / max) | firing evaluation ≥ 1 interval after the scrape |\n")
@@ -110,7 +117,7 @@ func latencyMarkdown(b *strings.Builder, l *LatencyResults) {
 			continue
 		}
 		w("| %s | %d | **%s** | **%s** | %s | %s | %d | %s | %s | %s (%s / %s) | %d of %d |\n", displayName[s], x.N, secs(x.P50), secs(x.P95), secs(x.Max), secs(x.Mean), x.Missing,
-			secs(x.ScrapeWait), secs(x.ScrapeToEval), secs(x.EvalToWebhook), secs(x.EvalToWebhookP50), secs(x.EvalToWebhookMax), x.LateEvals, x.N)
+			secs(x.ScrapeWait), secs(x.ScrapeToEval), millis(x.EvalToWebhook), millis(x.EvalToWebhookP50), millis(x.EvalToWebhookMax), x.LateEvals, x.N)
 	}
 	w("\n")
 	if l.RatioP50 > 0 {
@@ -128,14 +135,23 @@ func latencyMarkdown(b *strings.Builder, l *LatencyResults) {
 		w(", %s for Prometheus", secs(p.ScrapeWait))
 	}
 	w("), then for the first rule evaluation that can read the scraped sample, then for the alerting path. ")
-	w("The second part is set by the phase of the evaluation relative to the target's scrape, which is fixed for a target during a run (both systems derive scrape and evaluation offsets from hashes), hence several targets. ")
-	w("For Prometheus a sample is readable as soon as the scrape is appended, so the wait is at most one interval. ")
-	w("For bureauhub the sample must first travel agent → disk buffer → gRPC → hub ingest (batched, `ingest.flush_interval` 200 ms) → ClickHouse insert; when the next evaluation comes sooner than that, it misses the sample and the alert fires one interval later (the last column: %d of %d trials). ", h.LateEvals, h.N)
-	w("The last part, evaluation to webhook (rule manager → alerting → dispatcher → pipeline → webhook), is small in both (means %s", secs(h.EvalToWebhook))
-	if p := l.Summary[sysProm]; p != nil && p.N > 0 {
-		w(" and %s", secs(p.EvalToWebhook))
+	w("The second part is set by the phase of the evaluation relative to the target's scrape, which is fixed for a target during a run (both systems derive scrape and evaluation offsets from hashes), hence several targets; here, scrape → evaluation by target: ")
+	var per []string
+	for _, s := range l.Systems {
+		per = append(per, displayName[s]+" "+phaseGaps(l, s))
 	}
-	w("). So the expected latency is about one interval (half for the scrape, up to one for the evaluation, plus the ingest lag for bureauhub) and the worst case about two intervals, or three when bureauhub's evaluation misses the sample; with %s intervals that is under 10 s except in the last case.\n\n", l.Interval)
+	w("%s. Which system is ahead in a run's totals is mostly this luck of alignment, not speed. ", strings.Join(per, "; "))
+	w("For Prometheus a sample is readable as soon as the scrape is appended, so the wait is at most one interval. ")
+	w("For bureauhub the sample must first travel agent → disk buffer → gRPC → hub ingest (batched, `ingest.flush_interval` 200 ms) → ClickHouse insert; when the next evaluation comes sooner than that, it misses the sample and the alert fires one interval later (the last column: %d of %d trials", h.LateEvals, h.N)
+	if g := minCaught(l, sysHub, iv); !math.IsNaN(g) {
+		w("; the hub's evaluation still caught a sample scraped %.0f ms before it", g)
+	}
+	w("). ")
+	w("The last part, evaluation to webhook (rule manager → alerting → dispatcher → notification pipeline → webhook), is what each alerting path itself costs: means %s for bureauhub", millis(h.EvalToWebhook))
+	if p := l.Summary[sysProm]; p != nil && p.N > 0 {
+		w(" and %s for Prometheus → Alertmanager", millis(p.EvalToWebhook))
+	}
+	w(". So a surge is notified after about one interval on average (half for the scrape, up to one for the evaluation, plus the ingest lag for bureauhub) and at worst after two intervals plus the alerting path, or three when bureauhub's evaluation misses the sample. With %s intervals the worst case is about %s (two intervals): a trial only gets near it when a surge just misses a scrape on a target whose evaluation comes just before its scrape; a missed evaluation adds one more interval.\n\n", l.Interval, 2*iv)
 
 	w("Per trial (seconds: total = T0 → scrape + scrape → evaluation + evaluation → webhook):\n\n")
 	w("| trial | target | T0 (UTC) |")
@@ -173,7 +189,7 @@ func throughputMarkdown(b *strings.Builder, t *ThroughputResults) {
 		strings.Join(t.GroupBy, ", "), thousands(float64(t.Groups)), t.GroupWait, t.RepeatInterval)
 	w("Each of the %d tenants posts %d firing alerts (`endsAt` an hour ahead) to `POST /api/v2/alerts`, the tenants spread over one group_interval (at most 10 s) so the groups' timers are spread; to the hub with each tenant's own token (the hub sets `bureau`), to Alertmanager with `bureau` set as the hub would set it. ", t.Tenants, t.AlertsPerTenant)
 	w("Once every group has been notified once, %s of warm-up, then a %s window in which the receiver (in the benchmark process, on the same 2 cores, counting only) counts notifications and the interval between two notifications of the same group. ", t.Warmup, t.Window)
-	w("The hub is the real binary with its defaults (alert history to ClickHouse included: its CPU counts for bureauhub); CPU is from `/proc/PID/stat` over the window; RSS is the process's own (ClickHouse excluded), idle = after start before any alert; Go heap = `go_memstats_heap_inuse_bytes` from the process's `/metrics`. When a system cannot keep up, its groups' flushes run late and the delivered rate is what it sustains (the observed per-group interval grows beyond group_interval); the machine has 2 cores, shared with the receiver (its CPU is shown), so at saturation **notifications per CPU-second** is the steadier comparison. At saturation thousands of group flushes wait on webhook requests at once (see goroutines), which is most of the memory; the unsaturated group_interval shows the memory the %s alerts themselves take.\n\n", thousands(float64(t.Groups)))
+	w("The hub is the real binary with its defaults (alert history to ClickHouse included: its CPU counts for bureauhub); CPU is from `/proc/PID/stat` over the window; RSS is the process's own (ClickHouse excluded), idle = after start before any alert; Go heap = `go_memstats_heap_inuse_bytes` from the process's `/metrics`. When a system cannot keep up, its groups' flushes run late and the delivered rate is what it sustains (the observed per-group interval grows beyond group_interval); the machine has 2 cores, shared with the receiver (its CPU is shown), so at saturation **notifications per CPU-second** is the steadier comparison. Memory is mostly goroutines and connections, in both: each of the %s aggregation groups has its goroutine, and each receiver keeps open as many webhook connections as its groups flushed at once (a tenant's %d groups start together), each with its goroutines and buffers; at saturation more flushes wait on requests at once. \"First round\" runs from the first post (the posts take up to one group_interval) until every group was notified once.\n\n", thousands(float64(t.Groups)), t.AlertsPerTenant)
 	w("| system | group_interval | offered /s | **delivered /s** | delivered ÷ offered | per-group interval p50 / p95 | server CPU s/s | notifications per CPU-s | receiver CPU s/s | RSS idle → loaded (peak) | Go heap idle → loaded | goroutines | failed sends | first round |\n")
 	w("|---|---|---:|---:|---:|---|---|---:|---:|---|---|---:|---:|---:|\n")
 	for _, r := range t.Runs {
@@ -213,8 +229,57 @@ func throughputMarkdown(b *strings.Builder, t *ThroughputResults) {
 	}
 	for _, r := range t.Runs {
 		if r.System == sysHub && r.HistoryDropped > 0 {
-			w("The hub dropped %s alert-history records at group_interval %s (`bureauhub_alerting_history_records_dropped_total`: the bounded history queue overflowed; one `notification` row per alert per send). ", thousands(r.HistoryDropped), r.GroupInterval)
+			w("The hub dropped %s alert-history records in its run at group_interval %s (`bureauhub_alerting_history_records_dropped_total`, from start to the end of the window, the first round's burst of a `firing` and a `notification` row per alert included): the bounded history queue (`alerting.history.queue_size`, default 10,000) overflowed; it records one `notification` row per alert per send. ", thousands(r.HistoryDropped), r.GroupInterval)
 		}
 	}
 	w("\n\n")
+}
+
+// phaseGaps lists, per target, the median time from system's scrape to
+// the evaluation that fired (the target's scrape-to-evaluation phase).
+func phaseGaps(l *LatencyResults, system string) string {
+	by := map[int][]float64{}
+	for _, tr := range l.Runs {
+		if o := tr.Obs[system]; o != nil && !o.Missing && !o.Scraped.IsZero() {
+			by[tr.Target] = append(by[tr.Target], o.ScrapeToEvalMS)
+		}
+	}
+	var parts []string
+	for t := range l.Targets {
+		if xs := by[t]; len(xs) > 0 {
+			parts = append(parts, fmt.Sprintf("%.2f", quantile(xs, 0.5)/1000))
+		}
+	}
+	return strings.Join(parts, " / ") + " s"
+}
+
+// minCaught is the smallest scrape-to-evaluation time at which system's
+// evaluation read the scraped sample (NaN if none): the ingest lag is
+// below it.
+func minCaught(l *LatencyResults, system string, interval time.Duration) float64 {
+	best := math.NaN()
+	for _, tr := range l.Runs {
+		o := tr.Obs[system]
+		if o == nil || o.Missing || o.Scraped.IsZero() || o.ScrapeToEvalMS >= float64(interval.Milliseconds()) {
+			continue
+		}
+		if math.IsNaN(best) || o.ScrapeToEvalMS < best {
+			best = o.ScrapeToEvalMS
+		}
+	}
+	return best
+}
+
+func ordinal(n int) string {
+	suffix := "th"
+	switch {
+	case n%100 >= 11 && n%100 <= 13:
+	case n%10 == 1:
+		suffix = "st"
+	case n%10 == 2:
+		suffix = "nd"
+	case n%10 == 3:
+		suffix = "rd"
+	}
+	return fmt.Sprint(n) + suffix
 }
