@@ -28,6 +28,7 @@ import (
 	"github.com/bureauhub/bureauhub/alerting"
 	"github.com/bureauhub/bureauhub/hub/auth"
 	"github.com/bureauhub/bureauhub/hub/autoscale"
+	"github.com/bureauhub/bureauhub/hub/cluster"
 	"github.com/bureauhub/bureauhub/hub/forecast"
 	"github.com/bureauhub/bureauhub/hub/ingest"
 	"github.com/bureauhub/bureauhub/hub/query"
@@ -71,6 +72,10 @@ type Config struct {
 	// durations are wall time, like the forecast's periods: with a
 	// compressed services clock, configure them in compressed terms.
 	Autoscale *autoscale.Config `yaml:"autoscale"`
+	// Cluster joins this hub to others (memberlist) so that each rule
+	// group, notification group and bureau's site watch is handled by one
+	// live hub; without it the hub works alone.
+	Cluster *cluster.Config `yaml:"cluster"`
 }
 
 // SetDefaults fills unset fields.
@@ -98,6 +103,9 @@ func (c *Config) SetDefaults() {
 	}
 	if c.Autoscale != nil {
 		c.Autoscale.SetDefaults()
+	}
+	if c.Cluster != nil {
+		c.Cluster.SetDefaults()
 	}
 }
 
@@ -160,6 +168,11 @@ func (c *Config) Validate() error {
 			return err
 		}
 	}
+	if c.Cluster != nil {
+		if err := c.Cluster.Validate("cluster"); err != nil {
+			return err
+		}
+	}
 	return c.Services.Validate(names)
 }
 
@@ -199,6 +212,7 @@ type Hub struct {
 
 	forecaster *forecast.Forecaster  // nil without forecast
 	autoscaler *autoscale.Autoscaler // nil without autoscale
+	cluster    *cluster.Cluster      // nil on a single hub
 }
 
 // New builds a hub from a validated config. Nothing runs until Run.
@@ -237,6 +251,15 @@ func New(cfg *Config, logger *slog.Logger) (*Hub, error) {
 			return nil, err
 		}
 	}
+	if cfg.Cluster != nil {
+		h.cluster = cluster.New(*cfg.Cluster, cfg.HTTPListenAddress, logger.With("component", "cluster"), reg)
+		svc.ShareProgress(store)
+		h.rules.SetOwnership(h.cluster.Owns)
+		h.site.SetOwnership(h.cluster.Owns)
+		if h.alerts != nil {
+			h.alerts.JoinCluster(h.cluster)
+		}
+	}
 	if cfg.Forecast != nil {
 		if h.forecaster, err = forecast.New(*cfg.Forecast, h.rangeQuery, logger.With("component", "forecast"), reg); err != nil {
 			store.Close()
@@ -266,6 +289,12 @@ func (h *Hub) Run(ctx context.Context) error {
 	defer h.store.Close()
 	if err := h.migrate(ctx); err != nil {
 		return err
+	}
+	if h.cluster != nil {
+		// Join before anything that consults ownership runs.
+		if err := h.cluster.Start(); err != nil {
+			return err
+		}
 	}
 	grpcLis, err := net.Listen("tcp", h.cfg.GRPCListenAddress)
 	if err != nil {
@@ -303,6 +332,16 @@ func (h *Hub) Run(ctx context.Context) error {
 		mux.Handle("/api/v1/services/", api)
 		mux.Handle("/api/v1/sd", api)
 	}
+	if h.cluster != nil {
+		ch := h.cluster.Handler()
+		mux.HandleFunc("/api/v1/cluster", func(w http.ResponseWriter, r *http.Request) {
+			if _, err := query.Authenticate(h.authn, r); err != nil {
+				http.Error(w, `{"status":"error","errorType":"unauthorized","error":"a valid bearer token is required"}`, http.StatusUnauthorized)
+				return
+			}
+			ch.ServeHTTP(w, r)
+		})
+	}
 	h.mountCapacity(mux)
 	h.mountConsole(mux)
 	if h.alerts != nil {
@@ -330,6 +369,10 @@ func (h *Hub) Run(ctx context.Context) error {
 		defer close(rulesDone)
 		_ = h.rules.Run(runCtx)
 	}()
+	if h.cluster != nil {
+		go func() { _ = h.cluster.Run(runCtx) }()
+		go h.refreshSite(runCtx)
+	}
 	h.seedSite(ctx)
 	siteDone := make(chan struct{})
 	go func() {
@@ -438,6 +481,36 @@ func (h *Hub) seedSite(ctx context.Context) {
 	}
 	for k, at := range last {
 		h.site.Seed(k.Tenant, k.AgentID, at)
+	}
+}
+
+// refreshSite gives the site watcher the deliveries every hub of the
+// cluster recorded in ClickHouse, so a bureau whose agents deliver to
+// another hub is not taken for silent.
+func (h *Hub) refreshSite(ctx context.Context) {
+	t := time.NewTicker(h.cfg.Site.Interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		last, err := h.store.LoadAgentsLastProgress(qctx)
+		cancel()
+		if err != nil {
+			h.logger.Warn("load agents' progress for the site watcher", "err", err)
+			continue
+		}
+		byTenant := map[string]map[string]time.Time{}
+		for k, at := range last {
+			if byTenant[k.Tenant] == nil {
+				byTenant[k.Tenant] = map[string]time.Time{}
+			}
+			byTenant[k.Tenant][k.AgentID] = at
+		}
+		h.site.Refresh(byTenant)
 	}
 }
 

@@ -38,12 +38,13 @@ const maxInflightPerStream = 64
 type Service struct {
 	fpb.UnimplementedFederationServer
 
-	cfg       Config
-	delivered DeliveryFunc
-	store     Store
-	authn     *auth.Authenticator
-	logger    *slog.Logger
-	m         *metrics
+	cfg            Config
+	delivered      DeliveryFunc
+	sharedProgress AgentProgressLoader
+	store          Store
+	authn          *auth.Authenticator
+	logger         *slog.Logger
+	m              *metrics
 
 	ready    chan struct{} // closed once progress is loaded
 	stopping chan struct{} // closed when Run's ctx ends
@@ -274,6 +275,15 @@ func (s *Service) Push(stream fpb.Federation_PushServer) error {
 		}
 		key := clickhouse.AgentKey{Tenant: principal.Tenant, AgentID: b.AgentId}
 		if first {
+			if s.sharedProgress != nil {
+				// Another hub may have stored this agent's batches since
+				// this hub last saw it (failover): take its progress.
+				if seq, err := s.sharedProgress.LoadAgentProgress(ctx, key); err != nil {
+					return finish(status.Error(codes.Unavailable, "load agent progress: "+err.Error()))
+				} else if seq > 0 {
+					s.tracker.observeStored(key, seq)
+				}
+			}
 			s.tracker.resume(key, b.Seq)
 			first = false
 		}
@@ -344,6 +354,17 @@ func maxTimestamp(ts []int64) int64 {
 // stored: the tenant, the agent's ID, the batch's newest sample timestamp
 // (milliseconds) and when it was stored. It must not block.
 type DeliveryFunc func(tenant, agentID string, newestMs int64, stored time.Time)
+
+// AgentProgressLoader reads one agent's stored progress from the shared
+// store; *clickhouse.Store implements it.
+type AgentProgressLoader interface {
+	LoadAgentProgress(ctx context.Context, k clickhouse.AgentKey) (uint64, error)
+}
+
+// ShareProgress makes the service read an agent's progress from the shared
+// store whenever the agent opens a stream, so deduplication holds across
+// the hubs of a cluster. Call it before Run.
+func (s *Service) ShareProgress(l AgentProgressLoader) { s.sharedProgress = l }
 
 // OnDelivered sets the function told of stored batches (the hub's site
 // watcher). Call it before Run.

@@ -134,6 +134,23 @@ func (t *tracker) restoreDirty(d map[clickhouse.AgentKey]uint64) {
 	}
 }
 
+// observeStored raises an agent's committed seq to what another hub of
+// the cluster has stored for it (read from ClickHouse when the agent
+// connects here), so batches that hub stored are duplicates here too. It
+// only acts when this hub has none of the agent's batches in flight.
+func (t *tracker) observeStored(k clickhouse.AgentKey, seq uint64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	a := t.agents[k]
+	if a == nil {
+		t.agents[k] = &agentProgress{committed: seq}
+		return
+	}
+	if len(a.pending) == 0 && seq > a.committed {
+		a.committed = seq
+	}
+}
+
 // resume is called with the first seq of a new stream from an agent. The
 // agent resends from its oldest unacknowledged batch, so a failed batch
 // below that seq will never come again (the agent's buffer dropped it):

@@ -157,6 +157,15 @@ type Manager struct {
 
 	reloads      *prometheus.CounterVec
 	lastReloadOK prometheus.Gauge
+
+	// owns, when set, decides which hub of a cluster evaluates a group;
+	// owned remembers, per group key, whether this hub evaluated it last
+	// time, to restore alert state when it takes a group over.
+	owns     func(key string) bool
+	ownedMu  sync.Mutex
+	owned    map[string]bool
+	skipped  *prometheus.CounterVec
+	takeover *prometheus.CounterVec
 }
 
 // New builds the manager; Run starts evaluation.
@@ -176,6 +185,55 @@ func New(cfg Config, tenants []auth.TenantConfig, engine promql.QueryEngine, sto
 		reg.MustRegister(m.reloads, m.lastReloadOK)
 	}
 	return m
+}
+
+// SetOwnership makes this hub evaluate only the groups owns reports for
+// key "rules/<tenant>/<file>/<group>" (a cluster's ring). Call before Run.
+func (m *Manager) SetOwnership(owns func(key string) bool) {
+	m.owns = owns
+	m.owned = map[string]bool{}
+	m.skipped = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "bureauhub_rules_group_iterations_skipped_total", Help: "Group evaluations left to the group's owner in the hub cluster, by tenant.",
+	}, []string{"tenant"})
+	m.takeover = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "bureauhub_rules_group_takeovers_total", Help: "Rule groups this hub took over from another (alert state restored), by tenant.",
+	}, []string{"tenant"})
+	if m.reg != nil {
+		m.reg.MustRegister(m.skipped, m.takeover)
+	}
+}
+
+// evalFunc evaluates a group of tenant only where it is owned. Every hub
+// computes the same evaluation timestamps for a group, so a group that two
+// hubs evaluate during an ownership change writes identical samples. A hub
+// taking a group over first restores its alerts' `for` state from the
+// ALERTS_FOR_STATE series the previous owner wrote, as Prometheus does
+// after a restart.
+func (m *Manager) evalFunc(tenant string) promrules.GroupEvalIterationFunc {
+	if m.owns == nil {
+		return nil // promrules.DefaultEvalIterationFunc
+	}
+	return func(ctx context.Context, g *promrules.Group, evalTimestamp time.Time) {
+		key := "rules/" + tenant + "/" + g.File() + "/" + g.Name()
+		if !m.owns(key) {
+			m.ownedMu.Lock()
+			m.owned[key] = false
+			m.ownedMu.Unlock()
+			m.skipped.WithLabelValues(tenant).Inc()
+			return
+		}
+		m.ownedMu.Lock()
+		was, seen := m.owned[key]
+		m.owned[key] = true
+		m.ownedMu.Unlock()
+		promrules.DefaultEvalIterationFunc(ctx, g, evalTimestamp)
+		if seen && !was {
+			// As Prometheus after a restart: evaluate once so the alerts
+			// are active, then take their `for` state from storage.
+			g.RestoreForState(evalTimestamp)
+			m.takeover.WithLabelValues(tenant).Inc()
+		}
+	}
 }
 
 // Run starts one manager per tenant, loads the rule files and evaluates
@@ -253,7 +311,7 @@ func (m *Manager) Reload() error {
 		files[t] = f
 	}
 	for t, mgr := range m.managers {
-		if err := mgr.Update(m.cfg.EvaluationInterval, files[t], labels.EmptyLabels(), m.cfg.ExternalURL, nil); err != nil {
+		if err := mgr.Update(m.cfg.EvaluationInterval, files[t], labels.EmptyLabels(), m.cfg.ExternalURL, m.evalFunc(t)); err != nil {
 			m.reloads.WithLabelValues("failure").Inc()
 			m.lastReloadOK.Set(0)
 			return fmt.Errorf("load rules for tenant %s: %w", t, err)

@@ -114,6 +114,10 @@ type Watcher struct {
 	logger   *slog.Logger
 	now      func() time.Time
 
+	// owns, when set, limits notifications to the bureaus this hub owns
+	// in a cluster.
+	owns func(key string) bool
+
 	mu     sync.Mutex
 	agents map[key]*agent
 	firing map[string]*promrules.Alert // by tenant
@@ -151,6 +155,34 @@ func (w *Watcher) Seed(tenant, agentID string, last time.Time) {
 		return
 	}
 	w.agents[k] = &agent{lastDelivery: last, lastCurrent: last, newest: last}
+}
+
+// SetOwnership makes this watcher notify only for bureaus owns reports
+// for key "site/<tenant>" (a cluster's ring). Call before Run.
+func (w *Watcher) SetOwnership(owns func(key string) bool) { w.owns = owns }
+
+// Refresh records deliveries other hubs of a cluster stored: when each
+// agent's progress was last written to ClickHouse. They count as current
+// (the shared record does not say how old the samples were).
+func (w *Watcher) Refresh(last map[string]map[string]time.Time) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for tenant, agents := range last {
+		for id, at := range agents {
+			k := key{tenant, id}
+			a := w.agents[k]
+			if a == nil {
+				a = &agent{}
+				w.agents[k] = a
+			}
+			if at.After(a.lastDelivery) {
+				a.lastDelivery = at
+			}
+			if at.After(a.lastCurrent) {
+				a.lastCurrent = at
+			}
+		}
+	}
 }
 
 // Observe records a batch the hub stored; it matches ingest.DeliveryFunc.
@@ -223,6 +255,9 @@ func (w *Watcher) Evaluate(ctx context.Context) {
 	}
 	sort.Strings(tenants)
 	for _, t := range tenants {
+		if w.owns != nil && !w.owns("site/"+t) {
+			continue
+		}
 		w.notifier.Notify(ctx, t, []*promrules.Alert{send[t]})
 	}
 }

@@ -299,6 +299,17 @@ func (s *Store) LoadProgress(ctx context.Context) (map[AgentKey]uint64, error) {
 	return out, rows.Err()
 }
 
+// LoadAgentProgress returns the highest stored batch sequence of one
+// agent (0 if none), as any hub of a cluster wrote it.
+func (s *Store) LoadAgentProgress(ctx context.Context, k AgentKey) (uint64, error) {
+	var seq uint64
+	err := s.conn.QueryRow(ctx, "SELECT max(seq) FROM "+s.db+".agent_progress WHERE tenant = ? AND agent_id = ?", k.Tenant, k.AgentID).Scan(&seq)
+	if err != nil {
+		return 0, fmt.Errorf("query agent_progress: %w", err)
+	}
+	return seq, nil
+}
+
 // LoadAgentsLastProgress returns when each agent's progress was last
 // written, i.e. roughly when it last delivered data to any hub.
 func (s *Store) LoadAgentsLastProgress(ctx context.Context) (map[AgentKey]time.Time, error) {
