@@ -25,7 +25,8 @@ fmt-check:
 # start their own throwaway clickhouse-server), the race detector on the
 # concurrent packages, and a short run of each fuzz target.
 test: fmt-check vet
-	./scripts/ensure-clickhouse.sh
+	./scripts/ensure-test-deps.sh
+	$(MAKE) compose-check
 	$(GO) test -count=1 -timeout 20m $(PKGS)
 	$(GO) test -race -count=1 -timeout 10m $(RACE_PKGS)
 	$(MAKE) fuzz
