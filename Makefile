@@ -52,6 +52,7 @@ bench: build
 	./bench/agent.sh
 	./bench/query.sh
 	./bench/refsvc.sh
+	./bench/autoscale.sh
 	./bench/alerting.sh
 	./bench/docs.sh
 

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Copies the agent footprint, query and reference-service results
-# (bench-out/agent.md, query.md, refsvc.md) into docs/benchmarks.md between their markers,
+# (bench-out/agent.md, query.md, refsvc.md, autoscale.md) into docs/benchmarks.md between their markers,
 # appending a section the first time. The ingest section is written by
 # bench/run.sh itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${BENCH_OUT:-bench-out}
 docs=docs/benchmarks.md
-for name in agent query refsvc alerting; do
+for name in agent query refsvc autoscale alerting; do
 	src="$out/$name.md"
 	if [ ! -s "$src" ]; then
 		echo "bench/docs.sh: no $src; leaving the $name section as it is" >&2
@@ -20,6 +20,7 @@ for name in agent query refsvc alerting; do
 		agent) title="Agent footprint" ;;
 		query) title="Query latency and rule evaluation" ;;
 		refsvc) title="Reference services: fixed replica counts (autoscaling baseline)" ;;
+		autoscale) title="Autoscaling: fixed vs reactive vs predictive" ;;
 		alerting) title="Alerting: pipeline latency and throughput" ;;
 		esac
 		printf '\n## %s\n\n%s\n%s\n' "$title" "$begin" "$end" >>"$docs"
