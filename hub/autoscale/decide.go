@@ -319,7 +319,17 @@ func Decide(st State, sig Signals, p Policy) Decision {
 		rec, term = p.Max, TermMax
 		ex.Bounds = append(ex.Bounds, fmt.Sprintf("max=%d", p.Max))
 	}
-	d.Record = Recommendation{At: sig.Now, Replicas: rec}
+	// What the stabilization window remembers of this sync is the need of
+	// its observed load (bounded), not the forecast's look-ahead: a past
+	// sync's forecast peak is either over by now or still ahead, and then
+	// the current forecast carries it. So a forecast surge is not held for
+	// a whole window after it passed, while scale-downs on observed load
+	// are damped exactly as the HPA damps them.
+	basis := max(ex.ReactiveFloor, p.Min)
+	if p.Max > 0 {
+		basis = min(basis, p.Max)
+	}
+	d.Record = Recommendation{At: sig.Now, Replicas: basis}
 
 	// Scale-down stabilization, as the HPA does it: go down only to the
 	// highest recommendation of the window.

@@ -366,3 +366,38 @@ func TestHPA(t *testing.T) {
 		t.Errorf("default HPA policy %+v", p)
 	}
 }
+
+// TestStabilizationRemembersObservedNeedNotForecastLookAhead: after a
+// forecast surge has passed, the count comes down at once to what the
+// observed load of the window needed (the forecast's look-ahead of past
+// syncs is not held for a whole window), while a drop of the observed load
+// itself is damped for the window, as the HPA damps it.
+func TestStabilizationRemembersObservedNeedNotForecastLookAhead(t *testing.T) {
+	p := basePolicy()
+	st := State{Desired: 2, Ready: 2, HistoryStart: t0.Add(-time.Hour)}
+	// A brief forecast surge 30 s ahead (needs 10), load of 10 req/s (2).
+	surge := fc(0.05, 10, 10, 50, 10, 10)
+	d := Decide(st, baseSignals(10, surge), p)
+	if d.Replicas != 10 || d.Explanation.Term != TermForecast {
+		t.Fatalf("ahead of the surge: %d replicas by %s, want 10 by forecast", d.Replicas, d.Explanation.Term)
+	}
+	st.Recommendations = append(st.Recommendations, d.Record)
+	st.Desired, st.Ready = 10, 10
+	// A minute later the forecast shows no more surge and the load is
+	// still 10 req/s: down to 2, not held at 10 for the window.
+	sig := baseSignals(10, fc(0.05, 10, 10, 10, 10))
+	sig.Now = t0.Add(time.Minute)
+	if d := Decide(st, sig, p); d.Replicas != 2 {
+		t.Fatalf("after the forecast surge: %d replicas (%s), want 2", d.Replicas, d.Explanation.Term)
+	}
+	// An observed peak (40 req/s, needs 8) then a drop: held at 8 for the
+	// window.
+	st = State{Desired: 8, Ready: 8, HistoryStart: t0.Add(-time.Hour)}
+	d = Decide(st, baseSignals(40, nil), p)
+	st.Recommendations = append(st.Recommendations, d.Record)
+	sig = baseSignals(10, nil)
+	sig.Now = t0.Add(time.Minute)
+	if d := Decide(st, sig, p); d.Replicas != 8 || d.Explanation.Term != TermStabilization {
+		t.Fatalf("after an observed drop: %d replicas (%s), want 8 held by stabilization", d.Replicas, d.Explanation.Term)
+	}
+}
