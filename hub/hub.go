@@ -266,6 +266,9 @@ func New(cfg *Config, logger *slog.Logger) (*Hub, error) {
 			return nil, err
 		}
 	}
+	if h.forecaster != nil && h.cluster != nil {
+		h.forecaster.SetOwnership(h.cluster.Owns)
+	}
 	if cfg.Autoscale != nil {
 		deps := autoscale.Deps{Query: h.instantQuery, Forecast: h.forecastOf, Conn: store.Conn(), Database: store.Database()}
 		if h.host != nil {
@@ -274,6 +277,9 @@ func New(cfg *Config, logger *slog.Logger) (*Hub, error) {
 		if h.alerts != nil {
 			deps.Notifier = h.alerts
 			deps.FiringAlerts = h.alerts.FiringAlerts
+		}
+		if h.cluster != nil {
+			deps.Owns = h.cluster.Owns
 		}
 		if h.autoscaler, err = autoscale.New(*cfg.Autoscale, logger.With("component", "autoscale"), reg, deps); err != nil {
 			store.Close()

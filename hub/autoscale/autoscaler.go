@@ -87,6 +87,10 @@ type Deps struct {
 	FiringAlerts func(tenant string) []string
 	// Clock defaults to the wall clock.
 	Clock Clock
+	// Owns, when set, limits syncing to the targets this hub owns in a
+	// hub cluster (key: the target's signal's forecast.OwnerKey, or
+	// "autoscale/<tenant>/<name>"). Nil syncs every target.
+	Owns func(key string) bool
 }
 
 // Autoscaler runs the configured targets. Its methods are safe for
@@ -197,6 +201,15 @@ func buildActuator(tc TargetConfig, deps Deps) (Actuator, error) {
 	return nil, fmt.Errorf("kind %q is not hosted, kubernetes or webhook", tc.Actuator.Kind)
 }
 
+// ownerKey is the target's cluster ownership key: its forecast signal's
+// (forecast.OwnerKey), so the hub that refits the signal acts on it.
+func (t *target) ownerKey() string {
+	if t.cfg.Signal != "" {
+		return forecast.OwnerKey(t.cfg.Tenant, t.cfg.Signal)
+	}
+	return "autoscale/" + t.cfg.Tenant + "/" + t.cfg.Name
+}
+
 // Run syncs every target at its interval and writes the audit trail until
 // ctx ends. Targets in mode off are not synced.
 func (a *Autoscaler) Run(ctx context.Context) error {
@@ -218,7 +231,9 @@ func (a *Autoscaler) Run(ctx context.Context) error {
 			tick := time.NewTicker(max(a.clock.WallDuration(t.cfg.SyncInterval), time.Millisecond))
 			defer tick.Stop()
 			for {
-				a.syncTarget(ctx, t)
+				if a.deps.Owns == nil || a.deps.Owns(t.ownerKey()) {
+					a.syncTarget(ctx, t)
+				}
 				select {
 				case <-ctx.Done():
 					return

@@ -151,6 +151,7 @@ type Forecaster struct {
 	logger  *slog.Logger
 	metrics *metrics
 	now     func() time.Time
+	owns    func(key string) bool // nil: refit every signal
 
 	mu      sync.RWMutex
 	signals map[string]*signalState
@@ -194,6 +195,15 @@ func New(cfg Config, query QueryFunc, logger *slog.Logger, reg prometheus.Regist
 	return f, nil
 }
 
+// OwnerKey is the cluster ownership key of a signal. The autoscaler uses
+// the same key for the targets that read the signal, so a signal is
+// refitted on the hub that acts on its forecast.
+func OwnerKey(tenant, signal string) string { return "capacity/" + tenant + "/" + signal }
+
+// SetOwnership makes this forecaster refit only the signals owns reports
+// for OwnerKey (a hub cluster's ring). Call before Run.
+func (f *Forecaster) SetOwnership(owns func(key string) bool) { f.owns = owns }
+
 // Run refits every signal at once and then every its Interval, until ctx
 // ends; it returns nil then. A failed refit is logged and counted, and the
 // previous forecast stays.
@@ -205,8 +215,10 @@ func (f *Forecaster) Run(ctx context.Context) error {
 			t := time.NewTicker(interval)
 			defer t.Stop()
 			for {
-				if _, err := f.Refit(ctx, name); err != nil && ctx.Err() == nil {
-					f.logger.Warn("forecast refit failed", "signal", name, "err", err)
+				if f.owns == nil || f.owns(OwnerKey(f.signals[name].cfg.Tenant, name)) {
+					if _, err := f.Refit(ctx, name); err != nil && ctx.Err() == nil {
+						f.logger.Warn("forecast refit failed", "signal", name, "err", err)
+					}
 				}
 				select {
 				case <-ctx.Done():
