@@ -466,3 +466,24 @@ func TestRunSyncsUntilCancelled(t *testing.T) {
 		t.Fatal("Run did not return after cancel")
 	}
 }
+
+// TestAutoscalerActsOnlyOnOwnedTargets: in a hub cluster, Run syncs only
+// the targets this hub owns, keyed with their signal's forecast.OwnerKey.
+func TestAutoscalerActsOnlyOnOwnedTargets(t *testing.T) {
+	mine, theirs := &fakeActuator{desired: 2, ready: 2}, &fakeActuator{desired: 2, ready: 2}
+	owns := func(key string) bool { return key == forecast.OwnerKey("visa", "mine_rate") }
+	h := newHarness(t, Config{Targets: []TargetConfig{testTarget("mine", "visa", ModeOn), testTarget("theirs", "visa", ModeOn)}},
+		Deps{Actuators: map[string]Actuator{"mine": mine, "theirs": theirs}, Owns: owns})
+	h.world.rate["visa"] = 80
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := h.a.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if mine.currents == 0 || len(mine.scales) == 0 {
+		t.Fatalf("the owned target was not synced: %d reads, scales %v", mine.currents, mine.scales)
+	}
+	if theirs.currents != 0 || len(theirs.scales) != 0 {
+		t.Fatalf("another hub's target was synced: %d reads, scales %v", theirs.currents, theirs.scales)
+	}
+}
