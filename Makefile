@@ -23,12 +23,15 @@ fmt-check:
 
 # Every test, ClickHouse integration and end-to-end tests included (they
 # start their own throwaway clickhouse-server), the race detector on the
-# concurrent packages, and a short run of each fuzz target.
+# concurrent packages, the Grafana plugin (its Go module against a real hub,
+# and its frontend: npm ci, typecheck, jest, build), and a short run of each
+# fuzz target.
 test: fmt-check vet
 	./scripts/ensure-test-deps.sh
 	$(MAKE) compose-check
 	$(GO) test -count=1 -timeout 20m $(PKGS)
 	$(GO) test -race -count=1 -timeout 10m $(RACE_PKGS)
+	$(MAKE) -C plugin test
 	$(MAKE) fuzz
 
 # Unit tests only: no ClickHouse needed.
