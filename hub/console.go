@@ -3,8 +3,20 @@ package hub
 import (
 	"net/http"
 
+	"github.com/bureauhub/bureauhub/hub/cluster"
 	"github.com/bureauhub/bureauhub/hub/console"
 )
+
+// clusterMembers shows the hub cluster's members on the console.
+type clusterMembers struct{ c *cluster.Cluster }
+
+func (m clusterMembers) Members() []console.Member {
+	var out []console.Member
+	for _, x := range m.c.Members() {
+		out = append(out, console.Member{Name: x.Name, Address: x.Address, State: x.State, Self: x.Self})
+	}
+	return out
+}
 
 // mountConsole serves the hub console (hub/console) under /console/ and
 // the agents API it and the Grafana plugin read, /api/v1/agents. The
@@ -18,6 +30,12 @@ func (h *Hub) mountConsole(mux *http.ServeMux) {
 		API:   mux,
 		Authn: h.authn,
 		Self:  h.cfg.HTTPListenAddress,
+		Members: func() console.Members {
+			if h.cluster == nil {
+				return nil
+			}
+			return clusterMembers{h.cluster}
+		}(),
 		Available: console.Available{
 			Alerting:  h.alerts != nil,
 			Autoscale: h.autoscaler != nil,
