@@ -266,8 +266,26 @@ func New(cfg *Config, logger *slog.Logger) (*Hub, error) {
 			return nil, err
 		}
 	}
+	// Hosted services are not clustered (their stores are this hub's):
+	// the forecast signals and autoscale targets of a hosted service stay
+	// on the hub that hosts it; every other one is owned on the ring.
+	capacityOwns := func(key string) bool { return true }
+	if h.cluster != nil {
+		local := map[string]bool{}
+		if cfg.Autoscale != nil && h.host != nil {
+			for _, t := range cfg.Autoscale.Targets {
+				if t.Service != "" && t.Signal != "" {
+					local[forecast.OwnerKey(t.Tenant, t.Signal)] = true
+				}
+				if t.Service != "" {
+					local["autoscale/"+t.Tenant+"/"+t.Name] = true
+				}
+			}
+		}
+		capacityOwns = func(key string) bool { return local[key] || h.cluster.Owns(key) }
+	}
 	if h.forecaster != nil && h.cluster != nil {
-		h.forecaster.SetOwnership(h.cluster.Owns)
+		h.forecaster.SetOwnership(capacityOwns)
 	}
 	if cfg.Autoscale != nil {
 		deps := autoscale.Deps{Query: h.instantQuery, Forecast: h.forecastOf, Conn: store.Conn(), Database: store.Database()}
@@ -279,7 +297,7 @@ func New(cfg *Config, logger *slog.Logger) (*Hub, error) {
 			deps.FiringAlerts = h.alerts.FiringAlerts
 		}
 		if h.cluster != nil {
-			deps.Owns = h.cluster.Owns
+			deps.Owns = capacityOwns
 		}
 		if h.autoscaler, err = autoscale.New(*cfg.Autoscale, logger.With("component", "autoscale"), reg, deps); err != nil {
 			store.Close()
