@@ -57,6 +57,7 @@ bench: build
 	./bench/refsvc.sh
 	./bench/autoscale.sh
 	./bench/alerting.sh
+	./bench/cluster.sh
 	./bench/docs.sh
 
 # Regenerates the federation protocol's Go code (checked in).

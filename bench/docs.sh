@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${BENCH_OUT:-bench-out}
 docs=docs/benchmarks.md
-for name in agent query refsvc autoscale alerting; do
+for name in agent query refsvc autoscale alerting cluster; do
 	src="$out/$name.md"
 	if [ ! -s "$src" ]; then
 		echo "bench/docs.sh: no $src; leaving the $name section as it is" >&2
@@ -22,6 +22,7 @@ for name in agent query refsvc autoscale alerting; do
 		refsvc) title="Reference services: fixed replica counts (autoscaling baseline)" ;;
 		autoscale) title="Autoscaling: fixed vs reactive vs predictive" ;;
 		alerting) title="Alerting: pipeline latency and throughput" ;;
+		cluster) title="Hub cluster: cost and failover" ;;
 		esac
 		printf '\n## %s\n\n%s\n%s\n' "$title" "$begin" "$end" >>"$docs"
 	fi
