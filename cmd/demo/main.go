@@ -210,7 +210,10 @@ services:
     config: {store: {no_sync: true}}
   healthcode:
     hosting: {tenant: health, listen_address: "127.0.0.1:%[17]d", replicas: 2, max_replicas: 12, warm_up: 3s}
-    config: {population: 100000}
+    # 2 concurrent scans of 20 ms: 100 scans/s per replica, so the 07:40
+    # surge overloads the starting replicas (the incident) until the
+    # autoscaler adds more; on later days the forecast adds them before.
+    config: {population: 100000, capacity: {concurrency: 2, service_time: 20ms}}
 forecast:
   signals:
     - name: healthcode_scans
@@ -235,7 +238,7 @@ autoscale:
       warm_up: 3s
       sync_interval: 5s
       scale_down_stabilization: 30s
-      capacity: {default_per_replica: 200}
+      capacity: {default_per_replica: 100}
 `, *hubGRPC, *hubHTTP, certs.CertFile, certs.KeyFile, ch.Addr(), tenants.String(),
 		filepath.Join(root, "rules", "slis.rules.yml"), filepath.Join(root, "rules", "alerts.rules.yml"), demoRulesFile,
 		policy, filepath.Join(abs, "alerting"), filepath.Join(abs, "services"),
