@@ -68,10 +68,15 @@ type Cluster struct {
 
 	mu        sync.RWMutex
 	ring      *Ring
-	prevRing  *Ring                // the ring before the last change
-	changedAt time.Time            // when the ring last changed
-	acquired  map[string]time.Time // item key -> when this hub became its owner
-	channels  map[string]*Channel
+	prevRing  *Ring     // the ring before the last change
+	changedAt time.Time // when the ring last changed
+	// prevChangedAt is when prevRing took effect.
+	prevChangedAt time.Time
+	// gone remembers hubs that left or failed, for the member list and
+	// metrics: memberlist's Members lists live ones only.
+	gone     map[string]Member
+	acquired map[string]time.Time // item key -> when this hub became its owner
+	channels map[string]*Channel
 
 	members  *prometheus.GaugeVec
 	changes  prometheus.Counter
@@ -84,7 +89,7 @@ type Cluster struct {
 // HTTP address, published to peers. Nothing runs until Start.
 func New(cfg Config, httpAddr string, logger *slog.Logger, reg prometheus.Registerer) *Cluster {
 	c := &Cluster{cfg: cfg, httpAddr: httpAddr, logger: logger, now: time.Now,
-		kick: make(chan struct{}, 1), done: make(chan struct{}), reliable: make(chan []byte, 1024),
+		kick: make(chan struct{}, 1), done: make(chan struct{}), reliable: make(chan []byte, 1024), gone: map[string]Member{},
 		ring: NewRing(nil), prevRing: NewRing(nil), acquired: map[string]time.Time{}, channels: map[string]*Channel{},
 		members: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "bureauhub_cluster_members", Help: "Hubs in the cluster as this hub sees them, by state (alive, suspect, dead, left).",
@@ -232,22 +237,31 @@ func (c *Cluster) rebuild() {
 	if c.ml == nil {
 		return
 	}
+	// memberlist's Members are the live hubs (alive or suspect; its Node
+	// does not say which).
 	var names []string
-	counts := map[string]int{}
 	for _, n := range c.ml.Members() {
-		counts[stateName(n.State)]++
-		if n.State == memberlist.StateAlive || n.State == memberlist.StateSuspect {
-			names = append(names, n.Name)
-		}
+		names = append(names, n.Name)
 	}
-	for _, s := range []string{"alive", "suspect", "dead", "left"} {
+	c.mu.Lock()
+	for _, n := range names {
+		delete(c.gone, n)
+	}
+	counts := map[string]int{"alive": len(names)}
+	for _, m := range c.gone {
+		counts[m.State]++
+	}
+	c.mu.Unlock()
+	for _, s := range []string{"alive", "dead", "left"} {
 		c.members.WithLabelValues(s).Set(float64(counts[s]))
 	}
 	r := NewRing(names)
 	c.mu.Lock()
 	same := strings.Join(r.Members(), ",") == strings.Join(c.ring.Members(), ",")
 	if !same {
-		c.prevRing, c.ring, c.changedAt = c.ring, r, c.now()
+		now := c.now()
+		c.prevRing, c.prevChangedAt = c.ring, c.changedAt
+		c.ring, c.changedAt = r, now
 		for k := range c.acquired {
 			if r.Owner(k) != c.cfg.Name {
 				delete(c.acquired, k)
@@ -282,8 +296,12 @@ func (c *Cluster) Owns(key string) bool {
 	}
 	at, ok := c.acquired[key]
 	if !ok {
-		if c.prevRing.Owner(key) == c.cfg.Name {
-			at = time.Time{} // ours before the change as well
+		// Ours before the change as well, under a ring that held for at
+		// least Settle (a hub's first ring, of itself alone before it
+		// joins, does not count): act at once. Otherwise wait Settle
+		// from the change.
+		if c.prevRing.Owner(key) == c.cfg.Name && !c.prevChangedAt.IsZero() && c.changedAt.Sub(c.prevChangedAt) >= c.cfg.Settle {
+			at = time.Time{}
 		} else {
 			at = c.changedAt
 		}
@@ -292,18 +310,29 @@ func (c *Cluster) Owns(key string) bool {
 	return now.Sub(at) >= c.cfg.Settle
 }
 
-// Members lists the hubs this hub knows, by name.
+// Members lists the hubs this hub knows, by name: the live ones ("alive";
+// memberlist does not expose which of them are suspected) and those that
+// left ("left") or failed ("dead") since this hub started.
 func (c *Cluster) Members() []Member {
 	var out []Member
 	if c.ml == nil {
 		return out
 	}
+	live := map[string]bool{}
 	for _, n := range c.ml.Members() {
 		var m meta
 		_ = json.Unmarshal(n.Meta, &m)
-		out = append(out, Member{Name: n.Name, Address: n.Address(), State: stateName(n.State),
+		live[n.Name] = true
+		out = append(out, Member{Name: n.Name, Address: n.Address(), State: "alive",
 			HTTPAddress: m.HTTPAddress, ConfigVersion: m.ConfigVersion, Self: n.Name == c.cfg.Name})
 	}
+	c.mu.RLock()
+	for name, m := range c.gone {
+		if !live[name] {
+			out = append(out, m)
+		}
+	}
+	c.mu.RUnlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
 }
@@ -320,19 +349,6 @@ func (c *Cluster) Handler() http.Handler {
 		_ = json.NewEncoder(w).Encode(map[string]any{"status": "success", "data": map[string]any{
 			"self": c.cfg.Name, "config_version": c.cfg.ConfigVersion, "members": c.Members(), "owners": owners}})
 	})
-}
-
-func stateName(s memberlist.NodeStateType) string {
-	switch s {
-	case memberlist.StateAlive:
-		return "alive"
-	case memberlist.StateSuspect:
-		return "suspect"
-	case memberlist.StateDead:
-		return "dead"
-	default:
-		return "left"
-	}
 }
 
 // Channel carries one kind of gossiped state. Merge must be idempotent,
@@ -468,7 +484,14 @@ func (e *events) NotifyJoin(n *memberlist.Node) {
 }
 
 func (e *events) NotifyLeave(n *memberlist.Node) {
+	// memberlist's Node.State is not maintained in v0.6, so a graceful
+	// leave and a failure both show as "dead" here.
 	e.logger.Warn("hub left or failed", "member", n.Name, "address", n.Address())
+	var m meta
+	_ = json.Unmarshal(n.Meta, &m)
+	e.mu.Lock()
+	e.gone[n.Name] = Member{Name: n.Name, Address: n.Address(), State: "dead", HTTPAddress: m.HTTPAddress, ConfigVersion: m.ConfigVersion}
+	e.mu.Unlock()
 	e.changed()
 }
 

@@ -194,6 +194,13 @@ func TestOwnershipAcrossJoinAndFailure(t *testing.T) {
 		}
 	}()
 	d := startNode(t, "hub-d", key, "1", a.addr())
+	// A joining hub acts on nothing before Settle, even on the items it
+	// owns from the start: the previous owners may not know of it yet.
+	for _, it := range items {
+		if d.c.Owns(it) {
+			t.Fatalf("hub-d acts on %s right after joining, before settle", it)
+		}
+	}
 	allMu.Lock()
 	all = append(all, d)
 	allMu.Unlock()
@@ -225,6 +232,17 @@ func TestOwnershipAcrossJoinAndFailure(t *testing.T) {
 		return true
 	})
 	t.Logf("takeover after failure: %v (probe 100ms, suspicion mult 2, settle 300ms)", time.Since(failedAt).Round(time.Millisecond))
+	waitFor(t, "hub-b shown dead", func() bool {
+		for _, m := range a.c.Members() {
+			if m.Name == "hub-b" {
+				return m.State == "dead"
+			}
+		}
+		return false
+	})
+	if v := testutil.ToFloat64(a.c.members.WithLabelValues("dead")); v != 1 {
+		t.Fatalf("bureauhub_cluster_members{state=dead} = %v, want 1", v)
+	}
 	if v := testutil.ToFloat64(a.c.changes); v < 2 {
 		t.Fatalf("ring changes counted %v, want at least 2 (join, failure)", v)
 	}

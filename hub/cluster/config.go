@@ -34,8 +34,11 @@ type Config struct {
 	// refused and the refusal logged.
 	ConfigVersion string `yaml:"config_version"`
 	// ProbeInterval, ProbeTimeout and SuspicionMult tune failure
-	// detection (memberlist's). A failed hub is declared dead after about
-	// SuspicionMult × log(N+1) × ProbeInterval.
+	// detection (memberlist's). A failed hub is declared dead about one
+	// probe plus SuspicionMult × max(1, log10 N) × ProbeInterval after it
+	// stops answering: with the defaults (500ms, 250ms, 3) about 2-2.5 s
+	// on a LAN, so a rule group fails over within its interval plus about
+	// 3.5 s (with Settle).
 	ProbeInterval time.Duration `yaml:"probe_interval"`
 	ProbeTimeout  time.Duration `yaml:"probe_timeout"`
 	SuspicionMult int           `yaml:"suspicion_mult"`
@@ -52,19 +55,19 @@ type Config struct {
 // SetDefaults fills unset fields.
 func (c *Config) SetDefaults() {
 	if c.ProbeInterval == 0 {
-		c.ProbeInterval = time.Second
+		c.ProbeInterval = 500 * time.Millisecond
 	}
 	if c.ProbeTimeout == 0 {
-		c.ProbeTimeout = 500 * time.Millisecond
+		c.ProbeTimeout = 250 * time.Millisecond
 	}
 	if c.SuspicionMult == 0 {
-		c.SuspicionMult = 4
+		c.SuspicionMult = 3
 	}
 	if c.GossipInterval == 0 {
 		c.GossipInterval = 200 * time.Millisecond
 	}
 	if c.Settle == 0 {
-		c.Settle = 2 * time.Second
+		c.Settle = time.Second
 	}
 	if c.ConfigVersion == "" {
 		c.ConfigVersion = "1"
