@@ -5,6 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"sync"
+
+	"github.com/cespare/xxhash/v2"
 
 	"github.com/prometheus/alertmanager/alert"
 	"github.com/prometheus/alertmanager/notify"
@@ -91,15 +94,30 @@ func (a *Alerting) mergeAlerts(b []byte) error {
 
 // ownerGate runs the notification pipeline only on the owner of the
 // notification group; elsewhere the flush does nothing (and records
-// nothing in the notification log).
+// nothing in the notification log). It also runs one flush of a group at a
+// time: the group's own timer and an immediate resolved flush
+// (send_resolved_immediately) may fire together, and the second must see
+// what the first wrote to the notification log, or both would send.
 type ownerGate struct {
-	next notify.Stage
-	owns func(string) bool
+	next  notify.Stage
+	owns  func(string) bool
+	locks *[256]sync.Mutex
+}
+
+func newOwnerGate(next notify.Stage, owns func(string) bool) ownerGate {
+	return ownerGate{next: next, owns: owns, locks: new([256]sync.Mutex)}
 }
 
 func (g ownerGate) Exec(ctx context.Context, l *slog.Logger, alerts ...*alert.Alert) (context.Context, []*alert.Alert, error) {
-	if gk, ok := notify.GroupKey(ctx); ok && !g.owns("notify/"+gk) {
+	gk, ok := notify.GroupKey(ctx)
+	if !ok {
+		return g.next.Exec(ctx, l, alerts...)
+	}
+	if !g.owns("notify/" + gk) {
 		return ctx, nil, nil
 	}
+	mu := &g.locks[xxhash.Sum64String(gk)%uint64(len(g.locks))]
+	mu.Lock()
+	defer mu.Unlock()
 	return g.next.Exec(ctx, l, alerts...)
 }

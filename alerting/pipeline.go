@@ -69,8 +69,8 @@ func (a *Alerting) apply(rt *runtime, def *Definition) error {
 		old.dispatcher.Stop()
 	}
 	inhibitor := inhibit.NewInhibitor(rt.alerts, def.AM.InhibitRules, a.logger, a.rec)
-	pipeline := ownerGate{owns: a.owns, next: a.pb.New(receivers, func() time.Duration { return 0 }, inhibitor, a.silencer,
-		timeinterval.NewIntervener(intervals), a.groupMarker, a.nflog, nil)}
+	pipeline := newOwnerGate(a.pb.New(receivers, func() time.Duration { return 0 }, inhibitor, a.silencer,
+		timeinterval.NewIntervener(intervals), a.groupMarker, a.nflog, nil), a.owns)
 	dispatcher := dispatch.NewDispatcher(rt.alerts, routes, pipeline, a.groupMarker, timeoutFunc,
 		a.cfg.DispatchMaintenanceInterval, nil, a.logger, a.rec, a.dispMetrics, tmpl)
 	ac := &activeConfig{

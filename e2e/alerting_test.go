@@ -257,7 +257,7 @@ func TestBureauUnreachable(t *testing.T) {
 	if err := os.WriteFile(rulesFile, []byte(hostSilentRule), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	e.hubTop = fmt.Sprintf("rules: {evaluation_interval: 1s, resend_delay: 1s, files: [%q]}\nsite: {silence_after: 2s, catch_up_lag: 3s, interval: 500ms}\n", rulesFile) +
+	e.hubTop = fmt.Sprintf("rules: {evaluation_interval: 1s, resend_delay: 1s, files: [%q]}\nsite: {silence_after: 2s, catch_up_lag: 3s, interval: 500ms, resolve_after: 8s}\n", rulesFile) +
 		e.alertingConfig(t, sink, "3s")
 	e.startHub()
 

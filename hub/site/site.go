@@ -41,6 +41,14 @@ type Config struct {
 	// ForgetAfter drops agents silent this long (decommissioned hosts), so
 	// that they stop counting toward their bureau.
 	ForgetAfter time.Duration `yaml:"forget_after"`
+	// ResolveAfter keeps BureauUnreachable firing this long after an agent
+	// of the bureau delivers current data again, so that the bureau's
+	// per-host and per-target rules are re-evaluated on the real data
+	// while they are still inhibited: alerts of hosts that are in fact
+	// fine resolve quietly instead of being notified the moment the
+	// inhibition lifts. Set it above the rules' evaluation interval plus
+	// their longest absence window.
+	ResolveAfter time.Duration `yaml:"resolve_after"`
 	// RunbookURL is put in the alert's annotations.
 	RunbookURL string `yaml:"runbook_url"`
 }
@@ -59,6 +67,9 @@ func (c *Config) SetDefaults() {
 	if c.ForgetAfter == 0 {
 		c.ForgetAfter = 24 * time.Hour
 	}
+	if c.ResolveAfter == 0 {
+		c.ResolveAfter = time.Minute
+	}
 	if c.RunbookURL == "" {
 		c.RunbookURL = "https://runbooks.bureauhub.example/#bureauunreachable"
 	}
@@ -73,6 +84,8 @@ func (c *Config) Validate() error {
 		return errors.New("site.catch_up_lag: must be positive")
 	case c.Interval <= 0:
 		return errors.New("site.interval: must be positive")
+	case c.ResolveAfter < 0:
+		return errors.New("site.resolve_after: must not be negative")
 	case c.ForgetAfter <= c.SilenceAfter:
 		return fmt.Errorf("site.forget_after: must be longer than silence_after (%v)", c.SilenceAfter)
 	}
@@ -118,9 +131,10 @@ type Watcher struct {
 	// in a cluster.
 	owns func(key string) bool
 
-	mu     sync.Mutex
-	agents map[key]*agent
-	firing map[string]*promrules.Alert // by tenant
+	mu        sync.Mutex
+	agents    map[key]*agent
+	firing    map[string]*promrules.Alert // by tenant
+	liveSince map[string]time.Time        // firing tenants with an agent back, since when
 
 	unreachable *prometheus.GaugeVec
 	agentsG     *prometheus.GaugeVec
@@ -130,7 +144,7 @@ type Watcher struct {
 // (alerts are then visible on the metrics only).
 func New(cfg Config, n Notifier, logger *slog.Logger, reg prometheus.Registerer) *Watcher {
 	w := &Watcher{cfg: cfg, notifier: n, logger: logger, now: time.Now,
-		agents: map[key]*agent{}, firing: map[string]*promrules.Alert{},
+		agents: map[key]*agent{}, firing: map[string]*promrules.Alert{}, liveSince: map[string]time.Time{},
 		unreachable: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "bureauhub_bureau_unreachable", Help: "1 while every agent of the bureau (tenant) is silent.",
 		}, []string{"tenant"}),
@@ -297,7 +311,14 @@ func (w *Watcher) evaluate(now time.Time) map[string]*promrules.Alert {
 		w.agentsG.WithLabelValues(tenant, "silent").Set(float64(b.silent))
 		a := w.firing[tenant]
 		switch {
+		case a != nil && b.live > 0 && now.Sub(w.since(tenant, now)) < w.cfg.ResolveAfter:
+			// Back, but the bureau's own rules have not yet had time to
+			// see the real data: stay firing (and inhibiting) a little.
+			a.LastSentAt = now
+			a.ValidUntil = now.Add(4 * w.cfg.Interval)
+			send[tenant] = copyAlert(a)
 		case b.live == 0 && b.silent > 0:
+			delete(w.liveSince, tenant)
 			if a == nil {
 				a = &promrules.Alert{
 					State:  promrules.StateFiring,
@@ -323,6 +344,7 @@ func (w *Watcher) evaluate(now time.Time) map[string]*promrules.Alert {
 			a.LastSentAt = now
 			a.ValidUntil = now
 			delete(w.firing, tenant)
+			delete(w.liveSince, tenant)
 			w.unreachable.WithLabelValues(tenant).Set(0)
 			w.logger.Info("bureau reachable again: an agent delivers current data", "tenant", tenant, "live_agents", b.live)
 			send[tenant] = copyAlert(a)
@@ -341,6 +363,17 @@ func (w *Watcher) evaluate(now time.Time) map[string]*promrules.Alert {
 		}
 	}
 	return send
+}
+
+// since is when tenant's agents came back while its alert fired (now, the
+// first time it is asked). Called with w.mu held.
+func (w *Watcher) since(tenant string, now time.Time) time.Time {
+	t, ok := w.liveSince[tenant]
+	if !ok {
+		w.liveSince[tenant] = now
+		t = now
+	}
+	return t
 }
 
 func copyAlert(a *promrules.Alert) *promrules.Alert {

@@ -155,3 +155,33 @@ func TestConfigValidateNamesField(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+// TestResolveAfterHoldsTheAlertWhileRulesCatchUp: once an agent is back,
+// BureauUnreachable keeps firing (and inhibiting) for resolve_after, then
+// resolves once; a bureau that goes silent again meanwhile keeps firing.
+func TestResolveAfterHoldsTheAlertWhileRulesCatchUp(t *testing.T) {
+	w, rec, now := newWatcher(t)
+	w.cfg.ResolveAfter = 20 * time.Second
+	w.Observe("health", "h1", now.UnixMilli(), *now)
+	*now = now.Add(2 * time.Minute)
+	w.Evaluate(context.Background())
+	if got := rec.take(); len(got) != 1 || got[0].alert.State != promrules.StateFiring {
+		t.Fatalf("want firing, got %+v", got)
+	}
+	// Back at t; still firing at t+10s; resolved at t+20s.
+	w.Observe("health", "h1", now.UnixMilli(), *now)
+	for _, step := range []time.Duration{0, 10 * time.Second} {
+		*now = now.Add(step)
+		w.Observe("health", "h1", now.UnixMilli(), *now)
+		w.Evaluate(context.Background())
+		if got := rec.take(); len(got) != 1 || got[0].alert.State != promrules.StateFiring {
+			t.Fatalf("%v after the agent came back: want still firing, got %+v", step, got)
+		}
+	}
+	*now = now.Add(10 * time.Second)
+	w.Observe("health", "h1", now.UnixMilli(), *now)
+	w.Evaluate(context.Background())
+	if got := rec.take(); len(got) != 1 || got[0].alert.State != promrules.StateInactive {
+		t.Fatalf("after resolve_after: want resolved, got %+v", got)
+	}
+}
