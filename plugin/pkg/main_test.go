@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"hash/crc32"
 	"os/exec"
 	"path/filepath"
 	"runtime"
@@ -102,6 +103,12 @@ func startPlugin(t *testing.T, bin string) *grafana {
 
 // pluginContext is what Grafana sends with every call for a data source
 // instance: its settings, the secure ones decrypted.
+// instanceID gives each token its own data source instance, as Grafana
+// does for each configured data source: the SDK caches instances by ID and
+// settings update time, so two tokens under one ID within the same
+// millisecond would share the first one's instance.
+func instanceID(token string) int64 { return 100 + int64(crc32.ChecksumIEEE([]byte(token))%100000) }
+
 func pluginContext(id int64, url, token string) *pluginv2.PluginContext {
 	js, _ := json.Marshal(map[string]string{"url": url})
 	return &pluginv2.PluginContext{
@@ -176,7 +183,7 @@ func TestPluginOverGRPC(t *testing.T) {
 		query := func(token string, q plugin.Query) *pluginv2.DataResponse {
 			js, _ := json.Marshal(q)
 			resp, err := g.data.QueryData(ctx, &pluginv2.QueryDataRequest{
-				PluginContext: pluginContext(100, h.URL, token),
+				PluginContext: pluginContext(instanceID(token), h.URL, token),
 				Queries: []*pluginv2.DataQuery{{
 					RefId: "A", QueryType: plugin.QueryTypePromQL, Json: js, IntervalMS: 15000, MaxDataPoints: 500,
 					TimeRange: &pluginv2.TimeRange{FromEpochMS: from.UnixMilli(), ToEpochMS: now.UnixMilli()},
@@ -226,7 +233,7 @@ func TestPluginOverGRPC(t *testing.T) {
 
 	t.Run("CallResource", func(t *testing.T) {
 		stream, err := g.resource.CallResource(ctx, &pluginv2.CallResourceRequest{
-			PluginContext: pluginContext(100, h.URL, hubtest.Token(hubtest.CrossBureau)), Path: "bureaus", Method: "GET", Url: "bureaus",
+			PluginContext: pluginContext(instanceID(hubtest.Token(hubtest.CrossBureau)), h.URL, hubtest.Token(hubtest.CrossBureau)), Path: "bureaus", Method: "GET", Url: "bureaus",
 		})
 		if err != nil {
 			t.Fatal(err)
