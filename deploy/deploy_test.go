@@ -416,6 +416,9 @@ func TestKubernetesConfigsLoad(t *testing.T) {
 	}
 
 	t.Run("hub", func(t *testing.T) {
+		// What the StatefulSet's downward API gives the cluster section.
+		t.Setenv("POD_NAME", "hub-0")
+		t.Setenv("POD_IP", "10.0.0.10")
 		sts := idx[key("StatefulSet", "bureauhub", "hub")]
 		root, mounts := podFS(t, sts, "hub", idx, externalFiles)
 		c := container(t, sts, "hub")
@@ -426,7 +429,10 @@ func TestKubernetesConfigsLoad(t *testing.T) {
 				if !strings.Contains(args, "/etc/bureauhub/config/hub-$role.yml") {
 					t.Fatalf("the hub container's command %q does not choose /etc/bureauhub/config/hub-$role.yml", args)
 				}
-				loadHub(t, root, mounts, path)
+				cfg := loadHub(t, root, mounts, path)
+				if cfg.Cluster == nil || cfg.Cluster.BindAddress != "10.0.0.10:7946" || cfg.Cluster.Name != "hub-0" {
+					t.Fatalf("%s: cluster section %+v, want the pod's name and IP from the environment", path, cfg.Cluster)
+				}
 			})
 		}
 	})

@@ -10,7 +10,10 @@ import (
 	"time"
 )
 
-// Config is a hub's cluster membership.
+// Config is a hub's cluster membership. Name, BindAddress,
+// AdvertiseAddress and Join expand ${VAR} from the environment, so one
+// file serves every pod of a StatefulSet (e.g. bind_address:
+// "${POD_IP}:7946", name: "${POD_NAME}").
 type Config struct {
 	// Name is this hub's unique name in the cluster; default the host name
 	// plus the gossip port.
@@ -52,8 +55,14 @@ type Config struct {
 	Settle time.Duration `yaml:"settle"`
 }
 
-// SetDefaults fills unset fields.
+// SetDefaults expands environment variables and fills unset fields.
 func (c *Config) SetDefaults() {
+	c.Name = os.ExpandEnv(c.Name)
+	c.BindAddress = os.ExpandEnv(c.BindAddress)
+	c.AdvertiseAddress = os.ExpandEnv(c.AdvertiseAddress)
+	for i := range c.Join {
+		c.Join[i] = os.ExpandEnv(c.Join[i])
+	}
 	if c.ProbeInterval == 0 {
 		c.ProbeInterval = 500 * time.Millisecond
 	}
