@@ -3,7 +3,6 @@ package alertbench
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -11,9 +10,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
 	"time"
+
+	"github.com/bureauhub/bureauhub/bench/benchenv"
 
 	"github.com/bureauhub/bureauhub/e2e"
 	"github.com/bureauhub/bureauhub/hub/pki"
@@ -36,14 +36,7 @@ type Results struct {
 }
 
 // Machine describes where the run happened.
-type Machine struct {
-	CPUs     int     `json:"cpus"`
-	CPUModel string  `json:"cpu_model"`
-	MemGiB   float64 `json:"memory_gib"`
-	Kernel   string  `json:"kernel"`
-	// LoadAvg is /proc/loadavg's 1-minute figure at the start.
-	LoadAvg float64 `json:"load_average_1m"`
-}
+type Machine = benchenv.Machine
 
 type runner struct {
 	cfg      Config
@@ -118,7 +111,7 @@ func Run(ctx context.Context, cfg Config, log io.Writer) (err error) {
 	began := time.Now()
 	r := &runner{cfg: cfg, log: log, work: work, logDir: filepath.Join(work, "logs"),
 		res: &Results{Date: began.UTC(), Command: cfg.Command, Versions: map[string]string{}, Skipped: map[string]string{}, Short: cfg.Short}}
-	r.res.Machine = machine()
+	r.res.Machine = benchenv.ReadMachine()
 	defer func() {
 		switch {
 		case cfg.Keep:
@@ -136,9 +129,9 @@ func Run(ctx context.Context, cfg Config, log io.Writer) (err error) {
 	}
 	defer r.stopAll(0)
 
-	root, rootErr := moduleRoot()
+	root, rootErr := benchenv.ModuleRoot()
 	if rootErr == nil {
-		r.res.Versions[sysHub] = gitDescribe(root)
+		r.res.Versions[sysHub] = benchenv.GitDescribe(root)
 	}
 	r.hubBin, r.agentBin = cfg.HubBinary, cfg.AgentBinary
 	if r.hubBin == "" || r.agentBin == "" {
@@ -190,7 +183,7 @@ func Run(ctx context.Context, cfg Config, log io.Writer) (err error) {
 		return fmt.Errorf("throughput phase: %w", err)
 	}
 	r.res.Seconds = time.Since(began).Seconds()
-	if err := writeJSON(filepath.Join(cfg.OutDir, "alerting.json"), r.res); err != nil {
+	if err := benchenv.WriteJSON(filepath.Join(cfg.OutDir, "alerting.json"), r.res); err != nil {
 		return err
 	}
 	md := Markdown(r.res)
@@ -235,64 +228,6 @@ func (r *runner) findBaseline() {
 	}
 }
 
-func machine() Machine {
-	m := Machine{CPUs: runtime.NumCPU()}
-	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for _, line := range strings.Split(string(b), "\n") {
-			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
-				m.CPUModel = strings.TrimSpace(v)
-				break
-			}
-		}
-	}
-	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
-		for _, line := range strings.Split(string(b), "\n") {
-			if f := strings.Fields(line); len(f) >= 2 && f[0] == "MemTotal:" {
-				kb, _ := strconv.ParseFloat(f[1], 64)
-				m.MemGiB = kb / (1 << 20)
-			}
-		}
-	}
-	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
-		if f := strings.Fields(string(b)); len(f) > 0 {
-			m.LoadAvg, _ = strconv.ParseFloat(f[0], 64)
-		}
-	}
-	if out, err := exec.Command("uname", "-r").Output(); err == nil {
-		m.Kernel = strings.TrimSpace(string(out))
-	}
-	return m
-}
-
-// moduleRoot finds the bureauhub module from the working directory up.
-func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		b, err := os.ReadFile(filepath.Join(dir, "go.mod"))
-		if err == nil && strings.Contains(string(b), "module github.com/bureauhub/bureauhub\n") {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("not inside the bureauhub module")
-		}
-		dir = parent
-	}
-}
-
-func gitDescribe(root string) string {
-	cmd := exec.Command("git", "describe", "--always", "--dirty")
-	cmd.Dir = root
-	out, err := cmd.Output()
-	if err != nil {
-		return "bureauhub (no git)"
-	}
-	return "bureauhub " + strings.TrimSpace(string(out))
-}
-
 // render rewrites alerting.md from an earlier run's alerting.json.
 func render(cfg Config, out io.Writer) error {
 	b, err := os.ReadFile(cfg.RenderFrom)
@@ -309,12 +244,4 @@ func render(cfg Config, out io.Writer) error {
 	}
 	_, err = io.WriteString(out, md)
 	return err
-}
-
-func writeJSON(path string, v any) error {
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(path, append(b, '\n'), 0o644)
 }

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bureauhub/bureauhub/bench/benchenv"
 	"github.com/bureauhub/bureauhub/e2e"
 )
 
@@ -84,7 +85,7 @@ func (r *runner) rulesYAML(interval time.Duration, extra ...string) string {
 
 func (r *runner) costRun(ctx context.Context, mode string, round int) (*CostRun, error) {
 	cfg := r.cfg
-	run := &CostRun{Mode: mode, Round: round, LoadAvg: Float(loadAvg())}
+	run := &CostRun{Mode: mode, Round: round, LoadAvg: Float(benchenv.LoadAvg())}
 	n := 1
 	if mode == modeCluster {
 		n = 3

@@ -9,13 +9,13 @@ import (
 	"math"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/bureauhub/bureauhub/bench/benchenv"
 
 	"github.com/bureauhub/bureauhub/bench/ingest"
 	"github.com/bureauhub/bureauhub/e2e"
@@ -214,7 +214,7 @@ func Run(ctx context.Context, cfg Config, log io.Writer) (err error) {
 		r.res.Live.FeederLastError = r.feeder.lastErr.Error()
 	}
 	r.res.Seconds = time.Since(began).Seconds()
-	if err := writeJSON(filepath.Join(cfg.OutDir, "cluster.json"), r.res); err != nil {
+	if err := benchenv.WriteJSON(filepath.Join(cfg.OutDir, "cluster.json"), r.res); err != nil {
 		return err
 	}
 	md := Markdown(r.res)
@@ -232,9 +232,9 @@ func (r *runner) setup(ctx context.Context) error {
 	if err := os.MkdirAll(r.logDir, 0o755); err != nil {
 		return err
 	}
-	root, rootErr := moduleRoot()
+	root, rootErr := benchenv.ModuleRoot()
 	if rootErr == nil {
-		r.res.Versions["bureauhub"] = gitDescribe(root)
+		r.res.Versions["bureauhub"] = benchenv.GitDescribe(root)
 	}
 	r.res.Versions["go"] = runtime.Version()
 	r.hubBin = cfg.HubBinary
@@ -364,73 +364,6 @@ func clusterSettings() ClusterSettings {
 	}
 }
 
-func machine() Machine {
-	m := Machine{CPUs: runtime.NumCPU()}
-	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for _, line := range strings.Split(string(b), "\n") {
-			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
-				m.CPUModel = strings.TrimSpace(v)
-				break
-			}
-		}
-	}
-	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
-		for _, line := range strings.Split(string(b), "\n") {
-			if f := strings.Fields(line); len(f) >= 2 && f[0] == "MemTotal:" {
-				kb, _ := strconv.ParseFloat(f[1], 64)
-				m.MemGiB = kb / (1 << 20)
-			}
-		}
-	}
-	m.LoadAvg = Float(loadAvg())
-	if out, err := exec.Command("uname", "-r").Output(); err == nil {
-		m.Kernel = strings.TrimSpace(string(out))
-	}
-	return m
-}
-
-func loadAvg() float64 {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return math.NaN()
-	}
-	f := strings.Fields(string(b))
-	if len(f) == 0 {
-		return math.NaN()
-	}
-	v, _ := strconv.ParseFloat(f[0], 64)
-	return v
-}
-
-// moduleRoot finds the bureauhub module from the working directory up.
-func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		b, err := os.ReadFile(filepath.Join(dir, "go.mod"))
-		if err == nil && strings.Contains(string(b), "module github.com/bureauhub/bureauhub\n") {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("not inside the bureauhub module")
-		}
-		dir = parent
-	}
-}
-
-func gitDescribe(root string) string {
-	cmd := exec.Command("git", "describe", "--always", "--dirty")
-	cmd.Dir = root
-	out, err := cmd.Output()
-	if err != nil {
-		return "bureauhub (no git)"
-	}
-	return "bureauhub " + strings.TrimSpace(string(out))
-}
-
 // render rewrites cluster.md from an earlier run's cluster.json.
 func render(cfg Config, out io.Writer) error {
 	b, err := os.ReadFile(cfg.RenderFrom)
@@ -449,10 +382,7 @@ func render(cfg Config, out io.Writer) error {
 	return err
 }
 
-func writeJSON(path string, v any) error {
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(path, append(b, '\n'), 0o644)
+func machine() Machine {
+	m := benchenv.ReadMachine()
+	return Machine{CPUs: m.CPUs, CPUModel: m.CPUModel, MemGiB: m.MemGiB, Kernel: m.Kernel, LoadAvg: Float(benchenv.LoadAvg())}
 }

@@ -8,11 +8,13 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/bureauhub/bureauhub/bench/benchenv"
 )
 
 // report writes query.json and query.md and prints the markdown to out.
 func (r *runner) report(out io.Writer) error {
-	if err := writeJSON(filepath.Join(r.cfg.OutDir, "query.json"), r.res); err != nil {
+	if err := benchenv.WriteJSON(filepath.Join(r.cfg.OutDir, "query.json"), r.res); err != nil {
 		return err
 	}
 	md := Markdown(r.res)

@@ -3,7 +3,6 @@ package querybench
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -11,10 +10,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/bureauhub/bureauhub/bench/benchenv"
 
 	"github.com/bureauhub/bureauhub/e2e"
 	"github.com/bureauhub/bureauhub/hub/store/clickhouse"
@@ -44,12 +44,7 @@ type Results struct {
 }
 
 // Machine describes where the run happened.
-type Machine struct {
-	CPUs     int     `json:"cpus"`
-	CPUModel string  `json:"cpu_model"`
-	MemGiB   float64 `json:"memory_gib"`
-	Kernel   string  `json:"kernel"`
-}
+type Machine = benchenv.Machine
 
 // DataInfo describes the generated data and how long loading took.
 type DataInfo struct {
@@ -165,7 +160,7 @@ func Run(ctx context.Context, cfg Config, log io.Writer) (err error) {
 	}
 	r := &runner{cfg: cfg, log: log, work: work, logDir: filepath.Join(work, "logs"), hubResults: map[string]matrix{},
 		res: &Results{Date: time.Now().UTC(), Command: cfg.Command, Versions: map[string]string{}, Skipped: map[string]string{}, Reps: cfg.Reps, Tolerance: cfg.Tolerance, HubConfigExtra: cfg.HubConfigExtra}}
-	r.res.Machine = machine()
+	r.res.Machine = benchenv.ReadMachine()
 	r.findPeers()
 	man, reuse := r.reusable()
 	if !reuse {
@@ -185,7 +180,7 @@ func Run(ctx context.Context, cfg Config, log io.Writer) (err error) {
 			r.logf("kept %s", work)
 		}
 	}()
-	root, rootErr := moduleRoot()
+	root, rootErr := benchenv.ModuleRoot()
 	r.rulesDir = cfg.RulesDir
 	if r.rulesDir == "" {
 		if rootErr != nil {
@@ -206,7 +201,7 @@ func Run(ctx context.Context, cfg Config, log io.Writer) (err error) {
 		r.hubBin = filepath.Join(dir, "hub")
 	}
 	if rootErr == nil {
-		r.res.Versions[sysHub] = gitDescribe(root)
+		r.res.Versions[sysHub] = benchenv.GitDescribe(root)
 	}
 
 	// ClickHouse, with query_log for the profile.
@@ -611,59 +606,6 @@ func (r *runner) queryPhase(ctx context.Context, d *Dataset, qs []Query, vm *tar
 	return nil
 }
 
-func machine() Machine {
-	m := Machine{CPUs: runtime.NumCPU()}
-	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for _, line := range strings.Split(string(b), "\n") {
-			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
-				m.CPUModel = strings.TrimSpace(v)
-				break
-			}
-		}
-	}
-	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
-		for _, line := range strings.Split(string(b), "\n") {
-			if f := strings.Fields(line); len(f) >= 2 && f[0] == "MemTotal:" {
-				kb, _ := strconv.ParseFloat(f[1], 64)
-				m.MemGiB = kb / (1 << 20)
-			}
-		}
-	}
-	if out, err := exec.Command("uname", "-r").Output(); err == nil {
-		m.Kernel = strings.TrimSpace(string(out))
-	}
-	return m
-}
-
-// moduleRoot finds the bureauhub module from the working directory up.
-func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		b, err := os.ReadFile(filepath.Join(dir, "go.mod"))
-		if err == nil && strings.Contains(string(b), "module github.com/bureauhub/bureauhub\n") {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("not inside the bureauhub module")
-		}
-		dir = parent
-	}
-}
-
-func gitDescribe(root string) string {
-	cmd := exec.Command("git", "describe", "--always", "--dirty")
-	cmd.Dir = root
-	out, err := cmd.Output()
-	if err != nil {
-		return "bureauhub (no git)"
-	}
-	return "bureauhub " + strings.TrimSpace(string(out))
-}
-
 // render rewrites query.md from an earlier run's query.json.
 func render(cfg Config, out io.Writer) error {
 	b, err := os.ReadFile(cfg.RenderFrom)
@@ -680,12 +622,4 @@ func render(cfg Config, out io.Writer) error {
 	}
 	_, err = io.WriteString(out, md)
 	return err
-}
-
-func writeJSON(path string, v any) error {
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(path, append(b, '\n'), 0o644)
 }
