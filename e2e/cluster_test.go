@@ -144,6 +144,63 @@ func (e *env) recordingTimestamps(t *testing.T, tenant string) (ts []int64, rows
 	return ts, rows
 }
 
+// testCluster is three clustered hubs on one env, with the cluster rules
+// and alerting to a local webhook.
+type testCluster struct {
+	e         *env
+	sink      *webhookSink
+	key       string
+	rulesFile string
+	alerting  string // the alerting section, before per-hub data dirs
+	hubs      []*clusterHub
+}
+
+func newTestCluster(t *testing.T) *testCluster {
+	t.Helper()
+	e := newEnv(t)
+	c := &testCluster{e: e, sink: newWebhookSink(t), key: filepath.Join(e.dir, "gossip.key"),
+		rulesFile: filepath.Join(e.dir, "cluster.rules.yml")}
+	if err := os.WriteFile(c.key, []byte("0123456789abcdef0123456789abcdef"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(c.rulesFile, []byte(clusterRules), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c.alerting = e.alertingConfig(t, c.sink, "0s")
+	c.hubs = []*clusterHub{newClusterHub(t, "hub-1", c.key), newClusterHub(t, "hub-2", c.key), newClusterHub(t, "hub-3", c.key)}
+	for i, h := range c.hubs {
+		var seed *clusterHub
+		if i > 0 {
+			seed = c.hubs[0]
+		}
+		c.start(t, h, seed)
+	}
+	c.allSee(t, 3, c.hubs)
+	return c
+}
+
+// start starts h (again) joining seed; every hub keeps its own alerting
+// data dir.
+func (c *testCluster) start(t *testing.T, h, seed *clusterHub) {
+	t.Helper()
+	c.e.startClusterHub(t, h, seed, c.rulesFile,
+		strings.Replace(c.alerting, filepath.Join(c.e.dir, "alerting"), filepath.Join(c.e.dir, "alerting-"+h.name), 1))
+}
+
+// allSee waits until each of among sees n alive members.
+func (c *testCluster) allSee(t *testing.T, n int, among []*clusterHub) {
+	t.Helper()
+	waitFor(t, 30*time.Second, func() (bool, string) {
+		for _, h := range among {
+			v, err := c.e.clusterView(t, h)
+			if err != nil || len(aliveNames(v)) != n {
+				return false, fmt.Sprintf("%s sees %v (%v), want %d", h.name, aliveNames(v), err, n)
+			}
+		}
+		return true, ""
+	})
+}
+
 // TestClusterFailoverAndJoin runs three hubs as one memberlist cluster on
 // loopback with a real ClickHouse and an agent failing over between them:
 // SIGKILL the hub that owns the consular rule group mid-run, then add a
@@ -156,36 +213,8 @@ func TestClusterFailoverAndJoin(t *testing.T) {
 	if testing.Short() {
 		t.Skip("cluster end to end")
 	}
-	e := newEnv(t)
-	sink := newWebhookSink(t)
-	key := filepath.Join(e.dir, "gossip.key")
-	if err := os.WriteFile(key, []byte("0123456789abcdef0123456789abcdef"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	rulesFile := filepath.Join(e.dir, "cluster.rules.yml")
-	if err := os.WriteFile(rulesFile, []byte(clusterRules), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	alertingTop := e.alertingConfig(t, sink, "0s")
-	// Every hub keeps its own alerting data dir.
-	hubs := []*clusterHub{newClusterHub(t, "hub-1", key), newClusterHub(t, "hub-2", key), newClusterHub(t, "hub-3", key)}
-	for i, h := range hubs {
-		var seed *clusterHub
-		if i > 0 {
-			seed = hubs[0]
-		}
-		e.startClusterHub(t, h, seed, rulesFile, strings.Replace(alertingTop, filepath.Join(e.dir, "alerting"), filepath.Join(e.dir, "alerting-"+h.name), 1))
-	}
-	waitFor(t, 30*time.Second, func() (bool, string) {
-		for _, h := range hubs {
-			v, err := e.clusterView(t, h)
-			if err != nil || len(aliveNames(v)) != 3 {
-				return false, fmt.Sprintf("%s sees %v (%v)", h.name, aliveNames(v), err)
-			}
-		}
-		return true, ""
-	})
-
+	c := newTestCluster(t)
+	e, sink, hubs, rulesFile := c.e, c.sink, c.hubs, c.rulesFile
 	group := "rules/consular/" + rulesFile + "/cluster"
 	var victim *clusterHub
 	waitFor(t, 30*time.Second, func() (bool, string) {
@@ -245,8 +274,8 @@ func TestClusterFailoverAndJoin(t *testing.T) {
 	t.Logf("failover: first evaluation by the new owner within %v of the kill", time.Since(killedAt).Round(100*time.Millisecond))
 
 	// A fourth hub joins; ownership moves without double evaluation.
-	h4 := newClusterHub(t, "hub-4", key)
-	e.startClusterHub(t, h4, rest[0], rulesFile, strings.Replace(alertingTop, filepath.Join(e.dir, "alerting"), filepath.Join(e.dir, "alerting-hub-4"), 1))
+	h4 := newClusterHub(t, "hub-4", c.key)
+	c.start(t, h4, rest[0])
 	waitFor(t, 30*time.Second, func() (bool, string) {
 		v, err := e.clusterView(t, h4)
 		return err == nil && len(aliveNames(v)) == 3, fmt.Sprintf("hub-4 sees %v", aliveNames(v))
@@ -263,7 +292,7 @@ func TestClusterFailoverAndJoin(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.startClusterHub(t, bad, rest[0], "", "")
-	old := newClusterHub(t, "hub-oldcfg", key)
+	old := newClusterHub(t, "hub-oldcfg", c.key)
 	old.version = "0"
 	e.startClusterHub(t, old, rest[0], "", "")
 	waitFor(t, 20*time.Second, func() (bool, string) {
@@ -317,41 +346,8 @@ func TestClusterRollingRestart(t *testing.T) {
 	if testing.Short() {
 		t.Skip("cluster end to end")
 	}
-	e := newEnv(t)
-	sink := newWebhookSink(t)
-	key := filepath.Join(e.dir, "gossip.key")
-	if err := os.WriteFile(key, []byte("0123456789abcdef0123456789abcdef"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	rulesFile := filepath.Join(e.dir, "cluster.rules.yml")
-	if err := os.WriteFile(rulesFile, []byte(clusterRules), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	alertingTop := e.alertingConfig(t, sink, "0s")
-	alertingOf := func(h *clusterHub) string {
-		return strings.Replace(alertingTop, filepath.Join(e.dir, "alerting"), filepath.Join(e.dir, "alerting-"+h.name), 1)
-	}
-	hubs := []*clusterHub{newClusterHub(t, "hub-1", key), newClusterHub(t, "hub-2", key), newClusterHub(t, "hub-3", key)}
-	for i, h := range hubs {
-		var seed *clusterHub
-		if i > 0 {
-			seed = hubs[0]
-		}
-		e.startClusterHub(t, h, seed, rulesFile, alertingOf(h))
-	}
-	allSee := func(n int, among []*clusterHub) {
-		t.Helper()
-		waitFor(t, 30*time.Second, func() (bool, string) {
-			for _, h := range among {
-				v, err := e.clusterView(t, h)
-				if err != nil || len(aliveNames(v)) != n {
-					return false, fmt.Sprintf("%s sees %v (%v), want %d", h.name, aliveNames(v), err, n)
-				}
-			}
-			return true, ""
-		})
-	}
-	allSee(3, hubs)
+	c := newTestCluster(t)
+	e, sink, hubs := c.e, c.sink, c.hubs
 
 	port := freePort(t)
 	cfg := e.agentConfig("consular", "vm-1", port, filepath.Join(e.dir, "buf"), "host_metrics: {enabled: false}\n")
@@ -386,10 +382,9 @@ func TestClusterRollingRestart(t *testing.T) {
 				others = append(others, o)
 			}
 		}
-		allSee(2, others)
-		seed := hubs[(i+1)%len(hubs)]
-		e.startClusterHub(t, h, seed, rulesFile, alertingOf(h))
-		allSee(3, hubs)
+		c.allSee(t, 2, others)
+		c.start(t, h, hubs[(i+1)%len(hubs)])
+		c.allSee(t, 3, hubs)
 		t.Logf("restarted %s", h.name)
 	}
 	// Let a few evaluations pass on the final membership.
