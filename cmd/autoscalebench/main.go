@@ -87,6 +87,7 @@ type params struct {
 	TargetUtilization float64       `json:"target_utilization"`
 	WarmUp            time.Duration `json:"warm_up_sim"`
 	PredictiveWarmUp  time.Duration `json:"predictive_warm_up_sim"`
+	TrustedMAPE       float64       `json:"predictive_trusted_mape"`
 	Sync              time.Duration `json:"sync_sim"`
 	Stabilization     time.Duration `json:"stabilization_sim"`
 	RateWindow        time.Duration `json:"rate_window_sim"`
@@ -144,6 +145,7 @@ func run(ctx context.Context, args []string) error {
 	fs.DurationVar(&p.Capacity.ServiceTime, "capacity.service-time", 20*time.Millisecond, "time each request holds its slot")
 	fs.Float64Var(&p.TargetUtilization, "target-utilization", 0.7, "share of a replica's capacity the controllers size for (HPA target = capacity × this)")
 	fs.DurationVar(&p.WarmUp, "warm-up", 2*time.Minute, "simulated time a new replica takes to become ready")
+	fs.Float64Var(&p.TrustedMAPE, "predictive.trusted-mape", 0.15, "backtest MAPE up to which the predictive autoscaler uses the forecast value rather than its upper bound")
 	fs.DurationVar(&p.PredictiveWarmUp, "predictive.warm-up", 0, "warm_up configured in the predictive autoscaler (default: -warm-up plus one forecast step)")
 	fs.DurationVar(&p.Sync, "sync", 15*time.Second, "simulated sync interval of both controllers")
 	fs.DurationVar(&p.Stabilization, "stabilization", 5*time.Minute, "simulated scale-down stabilization of both controllers")
@@ -534,7 +536,7 @@ func replay(ctx context.Context, logger *slog.Logger, p params, sc scenario, dat
 			Signal: "rate", RateExpr: "lb_requests", Mode: autoscale.ModeOn, Min: 1, Max: p.MaxReplicas,
 			TargetUtilization: p.TargetUtilization, WarmUp: p.wall(p.PredictiveWarmUp), SyncInterval: p.wall(p.Sync),
 			ScaleDownStabilization: p.wall(p.Stabilization), RetryBackoff: 10 * time.Millisecond,
-			Capacity: autoscale.CapacityConfig{DefaultPerReplica: p.PerReplica}}}}
+			TrustedMAPE: p.TrustedMAPE, Capacity: autoscale.CapacityConfig{DefaultPerReplica: p.PerReplica}}}}
 		cfg.SetDefaults()
 		if err := cfg.Validate("autoscale"); err != nil {
 			return result{}, nil, err
