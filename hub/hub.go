@@ -393,9 +393,14 @@ func (h *Hub) Run(ctx context.Context) error {
 		defer close(rulesDone)
 		_ = h.rules.Run(runCtx)
 	}()
+	clusterDone := make(chan struct{})
 	if h.cluster != nil {
-		go func() { _ = h.cluster.Run(runCtx) }()
+		// Run leaves the cluster when runCtx ends, so peers take over at
+		// once instead of after failure detection; wait for it below.
+		go func() { defer close(clusterDone); _ = h.cluster.Run(runCtx) }()
 		go h.refreshSite(runCtx)
+	} else {
+		close(clusterDone)
 	}
 	h.seedSite(ctx)
 	siteDone := make(chan struct{})
@@ -461,6 +466,7 @@ func (h *Hub) Run(ctx context.Context) error {
 	<-rulesDone
 	<-siteDone
 	<-capDone
+	<-clusterDone
 	if err := <-alertsDone; err != nil && firstErr == nil {
 		firstErr = err
 	}
