@@ -334,8 +334,11 @@ receivers:
 	}
 	in := start(t, h, cfg, options{})
 	in.post(t, tokenA, firing("alertname", "ToIM"))
-	waitFor(t, 10*time.Second, "both integrations notified", func() bool {
-		return h.hitCount("dingtalk") >= 1 && len(h.messages("im-webhook")) >= 1
+	// The attempt is counted when the integration's Notify returns, just
+	// after the receiving server has answered: wait for the count too.
+	waitFor(t, 10*time.Second, "both integrations notified and the attempt counted", func() bool {
+		return h.hitCount("dingtalk") >= 1 && len(h.messages("im-webhook")) >= 1 &&
+			testutil.ToFloat64(in.a.m.attempts.WithLabelValues("im", "dingtalk[0]")) >= 1
 	})
 	if a, f := testutil.ToFloat64(in.a.m.attempts.WithLabelValues("im", "dingtalk[0]")), testutil.ToFloat64(in.a.m.failures.WithLabelValues("im", "dingtalk[0]")); a != 1 || f != 0 {
 		t.Errorf("dingtalk attempts %v failures %v, want 1 and 0", a, f)
