@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/bureauhub/bureauhub/bench/benchenv"
 )
 
 // LatencyResults is the pipeline latency phase's outcome.
@@ -361,7 +363,7 @@ func queryScalar(ctx context.Context, base, token, query string) (float64, error
 		return 0, err
 	}
 	if resp.StatusCode != http.StatusOK {
-		return 0, fmt.Errorf("http %d: %s", resp.StatusCode, tail(string(body), 3))
+		return 0, fmt.Errorf("http %d: %s", resp.StatusCode, benchenv.Tail(string(body), 3))
 	}
 	var out struct {
 		Data struct {

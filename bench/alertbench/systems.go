@@ -3,7 +3,6 @@ package alertbench
 import (
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -11,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bureauhub/bureauhub/bench/benchenv"
 	"github.com/bureauhub/bureauhub/e2e"
 )
 
@@ -46,46 +46,10 @@ func (r *runner) start(ctx context.Context, name, bin string, args []string, por
 	}
 	s := &server{proc: p, base: fmt.Sprintf("http://127.0.0.1:%d", port)}
 	r.procs = append(r.procs, s)
-	if err := waitReady(ctx, s.base+readyPath, p, 2*time.Minute); err != nil {
+	if err := benchenv.WaitReady(ctx, s.base+readyPath, p, 2*time.Minute); err != nil {
 		return nil, err
 	}
 	return s, nil
-}
-
-// waitReady polls url until it answers 200, p exits or the timeout ends.
-func waitReady(ctx context.Context, url string, p *e2e.Process, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	var last error
-	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		resp, err := noProxy.Do(req)
-		if err == nil {
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-			err = fmt.Errorf("http %d", resp.StatusCode)
-		}
-		last = err
-		if p.Exited() {
-			return fmt.Errorf("%s exited before %s answered; log:\n%s", p.Name, url, tail(p.Log(), 20))
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%s not ready: %w (last error: %v); log:\n%s", url, ctx.Err(), last, tail(p.Log(), 20))
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-}
-
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
 
 func freePorts(n int) ([]int, error) {

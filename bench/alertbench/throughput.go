@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bureauhub/bureauhub/bench/benchenv"
 	"github.com/bureauhub/bureauhub/e2e"
 )
 
@@ -311,7 +312,7 @@ func postAlerts(ctx context.Context, base, system, tenant string, n int) error {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("http %d: %s", resp.StatusCode, tail(string(b), 3))
+		return fmt.Errorf("http %d: %s", resp.StatusCode, benchenv.Tail(string(b), 3))
 	}
 	return nil
 }

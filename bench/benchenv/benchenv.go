@@ -4,15 +4,22 @@
 package benchenv
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"math"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
+	"time"
+
+	"github.com/bureauhub/bureauhub/e2e"
 )
 
 // Machine describes where a run happened.
@@ -108,4 +115,45 @@ func WriteJSON(path string, v any) error {
 		return err
 	}
 	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
+
+// loopback never sends requests through HTTP_PROXY.
+var loopback = &http.Client{Transport: &http.Transport{Proxy: nil}, Timeout: 30 * time.Second}
+
+// WaitReady polls url until it answers 200, p exits or the timeout ends;
+// the error carries the tail of p's log.
+func WaitReady(ctx context.Context, url string, p *e2e.Process, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var last error
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		resp, err := loopback.Do(req)
+		if err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			err = fmt.Errorf("http %d", resp.StatusCode)
+		}
+		last = err
+		if p.Exited() {
+			return fmt.Errorf("%s exited before %s answered; log:\n%s", p.Name, url, Tail(p.Log(), 20))
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s not ready: %w (last error: %v); log:\n%s", url, ctx.Err(), last, Tail(p.Log(), 20))
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// Tail is the last n lines of s.
+func Tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -16,6 +15,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/bureauhub/bureauhub/bench/benchenv"
 	"github.com/bureauhub/bureauhub/e2e"
 )
 
@@ -89,7 +89,7 @@ func (r *runner) start(ctx context.Context, h *hub) error {
 		return err
 	}
 	h.proc = p
-	return waitReady(ctx, h.base()+"/-/healthy", p, 2*time.Minute)
+	return benchenv.WaitReady(ctx, h.base()+"/-/healthy", p, 2*time.Minute)
 }
 
 // stop stops h with SIGTERM (killing it after 30 s).
@@ -100,42 +100,6 @@ func (r *runner) stop(h *hub) {
 	if err := h.proc.Stop(30 * time.Second); err != nil {
 		r.logf("stop %s: %v", h.name, err)
 	}
-}
-
-// waitReady polls url until it answers 200, p exits or the timeout ends.
-func waitReady(ctx context.Context, url string, p *e2e.Process, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	var last error
-	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		resp, err := noProxy.Do(req)
-		if err == nil {
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-			err = fmt.Errorf("http %d", resp.StatusCode)
-		}
-		last = err
-		if p.Exited() {
-			return fmt.Errorf("%s exited before %s answered; log:\n%s", p.Name, url, tail(p.Log(), 20))
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%s not ready: %w (last error: %v); log:\n%s", url, ctx.Err(), last, tail(p.Log(), 20))
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-}
-
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
 
 // clusterView is a hub's /api/v1/cluster answer.

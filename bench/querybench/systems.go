@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bureauhub/bureauhub/bench/benchenv"
 	"github.com/bureauhub/bureauhub/e2e"
 )
 
@@ -54,42 +55,6 @@ func (t *target) stop() error {
 	return t.proc.Stop(60 * time.Second)
 }
 
-// waitReady polls url until it answers 200, p exits or the timeout ends.
-func waitReady(ctx context.Context, url string, p *e2e.Process, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	var last error
-	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		resp, err := noProxy.Do(req)
-		if err == nil {
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-			err = fmt.Errorf("http %d", resp.StatusCode)
-		}
-		last = err
-		if p.Exited() {
-			return fmt.Errorf("%s exited before %s answered; log:\n%s", p.Name, url, tail(p.Log(), 20))
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%s not ready: %w (last error: %v); log:\n%s", url, ctx.Err(), last, tail(p.Log(), 20))
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-}
-
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
 // hubOptions are what differs between the hub's rule run and query run.
 type hubOptions struct {
 	name string
@@ -130,7 +95,7 @@ func (r *runner) startHub(ctx context.Context, o hubOptions) (*target, error) {
 	}
 	t := &target{name: sysHub, base: fmt.Sprintf("http://127.0.0.1:%d", httpPort), token: tokenOf(readerTenant),
 		procs: []namedPID{{"hub", p.Pid()}, {"clickhouse", r.chPID}}, proc: p}
-	if err := waitReady(ctx, t.base+"/-/healthy", p, 2*time.Minute); err != nil {
+	if err := benchenv.WaitReady(ctx, t.base+"/-/healthy", p, 2*time.Minute); err != nil {
 		p.Kill()
 		return nil, err
 	}
@@ -174,7 +139,7 @@ func (r *runner) startProm(ctx context.Context, name string, ruleFiles []string)
 		return nil, err
 	}
 	t := &target{name: sysProm, base: fmt.Sprintf("http://127.0.0.1:%d", port), procs: []namedPID{{"prometheus", p.Pid()}}, proc: p}
-	if err := waitReady(ctx, t.base+"/-/ready", p, 5*time.Minute); err != nil {
+	if err := benchenv.WaitReady(ctx, t.base+"/-/ready", p, 5*time.Minute); err != nil {
 		p.Kill()
 		return nil, err
 	}
@@ -200,7 +165,7 @@ func (r *runner) startVM(ctx context.Context) (*target, error) {
 		return nil, err
 	}
 	t := &target{name: sysVM, base: fmt.Sprintf("http://127.0.0.1:%d", port), procs: []namedPID{{"victoria-metrics", p.Pid()}}, proc: p}
-	if err := waitReady(ctx, t.base+"/health", p, 2*time.Minute); err != nil {
+	if err := benchenv.WaitReady(ctx, t.base+"/health", p, 2*time.Minute); err != nil {
 		p.Kill()
 		return nil, err
 	}
