@@ -92,6 +92,11 @@ type TargetConfig struct {
 	// IgnoreForecastAboveMAPE drops a forecast this wrong (default 1.0;
 	// the reactive floor still holds).
 	IgnoreForecastAboveMAPE float64 `yaml:"ignore_forecast_above_mape"`
+	// ForecastShortensHold (default true): a scale-down held by the
+	// stabilization window goes down to what the forecast's peak over the
+	// whole window needs, when the forecast reaches that far (its horizon
+	// covers the window) and is not ignored.
+	ForecastShortensHold *bool `yaml:"forecast_shortens_hold"`
 	// Capacity is the per-replica capacity model.
 	Capacity CapacityConfig `yaml:"capacity"`
 	// RetryAttempts is how often a failed action is tried in all (default
@@ -161,6 +166,10 @@ func (t *TargetConfig) SetDefaults() {
 	}
 	if t.IgnoreForecastAboveMAPE == 0 {
 		t.IgnoreForecastAboveMAPE = 1
+	}
+	if t.ForecastShortensHold == nil {
+		yes := true
+		t.ForecastShortensHold = &yes
 	}
 	if t.RetryAttempts == 0 {
 		t.RetryAttempts = 3
@@ -273,5 +282,6 @@ func (t *TargetConfig) policy() Policy {
 		CooldownUp: t.CooldownUp, CooldownDown: t.CooldownDown, MaxStep: t.MaxStep,
 		MaxActionsPerHour: t.MaxActionsPerHour, TrustedMAPE: t.TrustedMAPE,
 		UseUpperWhenUntrusted:   t.UseForecastUpper != nil && *t.UseForecastUpper,
-		IgnoreForecastAboveMAPE: t.IgnoreForecastAboveMAPE}
+		IgnoreForecastAboveMAPE: t.IgnoreForecastAboveMAPE,
+		ForecastShortensHold:    t.ForecastShortensHold != nil && *t.ForecastShortensHold}
 }

@@ -30,6 +30,10 @@ const (
 	TermMin           = "min"
 	TermMax           = "max"
 	TermStabilization = "stabilization"
+	// TermForecastHold: a scale-down held by stabilization was shortened
+	// by the forecast of the stabilization window, and the forecast's
+	// peak over that window decided the count.
+	TermForecastHold = "forecast_hold"
 	TermCooldown      = "cooldown"
 	TermMaxStep       = "max_step"
 	TermRateLimit     = "rate_limit"
@@ -143,6 +147,12 @@ type Policy struct {
 	// IgnoreForecastAboveMAPE drops a forecast whose backtest error is
 	// higher (0: never drop).
 	IgnoreForecastAboveMAPE float64
+	// ForecastShortensHold lets a usable forecast that covers the whole
+	// stabilization window cap the scale-down hold at what the forecast's
+	// peak over that window needs (with the same bound, value or upper,
+	// as the forecast term): the hold guards against the load coming back
+	// within the window, which such a forecast already answers.
+	ForecastShortensHold bool
 }
 
 // ForecastUsed tells which forecast values a decision used.
@@ -193,6 +203,10 @@ type Explanation struct {
 	// StabilizedMax is the highest recommendation over the stabilization
 	// window (scale-downs only, else 0).
 	StabilizedMax int `json:"stabilized_max,omitempty"`
+	// HoldForecastReplicas is what the forecast's peak over the whole
+	// stabilization window needs, when it capped StabilizedMax
+	// (scale-downs with ForecastShortensHold only, else 0).
+	HoldForecastReplicas int `json:"hold_forecast_replicas,omitempty"`
 	// Bounds lists the limits applied, in order, e.g. "min=2".
 	Bounds []string `json:"bounds"`
 	// Term is what decided the final count.
@@ -234,14 +248,59 @@ func replicasFor(rate, perReplica float64) int {
 // ForecastWindow is the window whose forecast peak a decision at now must
 // cover: replicas started now are ready after warmUp, and the next
 // decision's replicas only after sync+warmUp, so until then the load is
-// this decision's to carry. It starts at the forecast point that covers
-// now.
-func ForecastWindow(f forecast.Forecast, now time.Time, warmUp, sync time.Duration) (from, to time.Time) {
-	from = now
-	if f.Step > 0 && !now.Before(f.Start) {
-		from = f.Start.Add(now.Sub(f.Start) / f.Step * f.Step)
+// this decision's to carry.
+func ForecastWindow(now time.Time, warmUp, sync time.Duration) (from, to time.Time) {
+	return now, now.Add(warmUp + sync + time.Nanosecond)
+}
+
+// forecastPeak returns the highest forecast value over [from, to) and the
+// highest upper bound; ok is false when no point covers any of it.
+//
+// A point is the mean of its step, so a surge that starts inside a step
+// shows there only in part, and in full one step later. Reading the point
+// at its step's start would provision a partial surge too early and the
+// full one too late (or, with the warm-up padded by a step, the full one a
+// step too early). So a point strictly between its neighbours is read as
+// the change from the previous level to the next one inside its step: the
+// next level holds for the share f = (v[i] − v[i−1]) / (v[i+1] − v[i−1])
+// at the step's end, the previous level before it. That is exact for a
+// step change and on the safe side for a smooth rise (each level is taken
+// from the point after it), and the same reading times a decline.
+func forecastPeak(f forecast.Forecast, from, to time.Time) (value, upper float64, ok bool) {
+	if f.Step <= 0 {
+		return f.Peak(from, to)
 	}
-	return from, now.Add(warmUp + sync + time.Nanosecond)
+	value, upper = math.Inf(-1), math.Inf(-1)
+	span := func(a, b time.Time, i int) {
+		if !a.Before(b) || !a.Before(to) || !b.After(from) {
+			return
+		}
+		ok = true
+		value = math.Max(value, f.Values[i])
+		if i < len(f.Upper) && !math.IsNaN(f.Upper[i]) {
+			upper = math.Max(upper, f.Upper[i])
+		}
+	}
+	n := len(f.Values)
+	for i, v := range f.Values {
+		if math.IsNaN(v) {
+			continue
+		}
+		start := f.Start.Add(time.Duration(i) * f.Step)
+		end := start.Add(f.Step)
+		if i > 0 && i < n-1 {
+			prev, next := f.Values[i-1], f.Values[i+1]
+			if (prev < v && v < next) || (prev > v && v > next) {
+				share := (v - prev) / (next - prev)
+				change := end.Add(-time.Duration(share * float64(f.Step)))
+				span(start, change, i-1)
+				span(change, end, i+1)
+				continue
+			}
+		}
+		span(start, end, i)
+	}
+	return value, upper, ok
 }
 
 // Decide computes one target's decision. It is pure: everything it reads
@@ -250,8 +309,11 @@ func ForecastWindow(f forecast.Forecast, now time.Time, warmUp, sync time.Durati
 // recommendation = clamp(max(ceil(forecast peak over [now, now+warm-up+sync]
 // / (capacity × target utilization)), ceil(observed rate / (capacity ×
 // target utilization))), min, max); a scale-down goes only to the highest
-// recommendation over the stabilization window; then cooldowns, max step
-// and the hourly action limit may hold or shorten the step.
+// recommendation over the stabilization window, or, with
+// ForecastShortensHold and a forecast reaching past the window, only to
+// what the forecast's peak over the window needs when that is less; then
+// cooldowns, max step and the hourly action limit may hold or shorten the
+// step.
 func Decide(st State, sig Signals, p Policy) Decision {
 	d := Decision{Time: sig.Now, Mode: p.Mode, Current: st.Desired, Ready: st.Ready, Replicas: st.Desired, Direction: DirectionNone}
 	ex := &d.Explanation
@@ -284,13 +346,19 @@ func Decide(st State, sig Signals, p Policy) Decision {
 	rec, term := ex.ReactiveFloor, TermReactive
 
 	// The forecast term: the peak the replicas decided now must carry.
+	// holdNeed is what the forecast's peak over the whole stabilization
+	// window needs (-1: not known), for shortening a scale-down hold.
+	holdNeed := -1
 	if f := sig.Forecast; f != nil && perReplica > 0 {
-		from, to := ForecastWindow(*f, sig.Now, sig.WarmUp, p.SyncInterval)
+		from, to := ForecastWindow(sig.Now, sig.WarmUp, p.SyncInterval)
 		fu := &ForecastUsed{Model: f.Model, Made: f.Made, From: from, To: to, MAPE: Number(f.MAPE),
 			Peak: Number(math.NaN()), PeakUpper: Number(math.NaN()), Used: Number(math.NaN())}
 		ex.Forecast = fu
 		fu.Trusted = !math.IsNaN(f.MAPE) && f.MAPE <= p.TrustedMAPE
-		value, upper, ok := f.Peak(from, to)
+		useUpper := func(value, upper float64) bool {
+			return !fu.Trusted && p.UseUpperWhenUntrusted && !math.IsInf(upper, 0) && !math.IsNaN(upper) && upper > value
+		}
+		value, upper, ok := forecastPeak(*f, from, to)
 		switch {
 		case !ok:
 			fu.Ignored = "no forecast point in the window"
@@ -300,12 +368,23 @@ func Decide(st State, sig Signals, p Policy) Decision {
 		default:
 			fu.Peak, fu.PeakUpper = Number(value), Number(upper)
 			fu.Bound, fu.Used = "value", Number(value)
-			if !fu.Trusted && p.UseUpperWhenUntrusted && !math.IsInf(upper, 0) && !math.IsNaN(upper) && upper > value {
+			if useUpper(value, upper) {
 				fu.Bound, fu.Used = "upper", Number(upper)
 			}
 			ex.ForecastReplicas = replicasFor(float64(fu.Used), perReplica)
 			if ex.ForecastReplicas > rec {
 				rec, term = ex.ForecastReplicas, TermForecast
+			}
+			// The hold can be shortened only by a forecast that reaches
+			// the end of the stabilization window.
+			holdTo := sig.Now.Add(p.ScaleDownStabilization)
+			if p.ForecastShortensHold && p.ScaleDownStabilization > 0 && !f.Start.Add(time.Duration(len(f.Values))*f.Step).Before(holdTo) {
+				if hv, hu, ok := forecastPeak(*f, sig.Now, holdTo); ok {
+					if useUpper(hv, hu) {
+						hv = hu
+					}
+					holdNeed = replicasFor(hv, perReplica)
+				}
 			}
 		}
 	}
@@ -341,14 +420,29 @@ func Decide(st State, sig Signals, p Policy) Decision {
 				hi = r.Replicas
 			}
 		}
+		restart := false
 		if p.ScaleDownStabilization > 0 && st.HistoryStart.After(cutoff) && st.Desired > hi {
-			hi = st.Desired
+			hi, restart = st.Desired, true
 			ex.Notes = append(ex.Notes, "history shorter than the stabilization window: the current count counts as a recommendation")
 		}
 		ex.StabilizedMax = hi
 		if hi > rec {
-			rec, term = hi, TermStabilization
 			ex.Bounds = append(ex.Bounds, fmt.Sprintf("stabilization=%s:%d", p.ScaleDownStabilization, hi))
+			// A forecast that the load stays lower for the whole window
+			// answers what the hold guards against (the load coming
+			// back): hold only for the forecast's peak of the window.
+			if holdNeed >= 0 && holdNeed < hi && !restart {
+				ex.HoldForecastReplicas = holdNeed
+				ex.Bounds = append(ex.Bounds, fmt.Sprintf("forecast_hold=%d", holdNeed))
+				hi = max(rec, holdNeed)
+			}
+			switch {
+			case hi == rec:
+			case hi == ex.HoldForecastReplicas:
+				rec, term = hi, TermForecastHold
+			default:
+				rec, term = hi, TermStabilization
+			}
 		}
 	}
 	d.Recommended = rec

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -28,7 +29,8 @@ func fc(mape float64, values ...float64) *forecast.Forecast {
 // basePolicy sizes replicas for 5 req/s each (capacity 10 at 50%).
 func basePolicy() Policy {
 	return Policy{Mode: ModeOn, Min: 1, Max: 20, TargetUtilization: 0.5, SyncInterval: 15 * time.Second,
-		ScaleDownStabilization: 5 * time.Minute, TrustedMAPE: 0.15, UseUpperWhenUntrusted: true, IgnoreForecastAboveMAPE: 1}
+		ScaleDownStabilization: 5 * time.Minute, TrustedMAPE: 0.15, UseUpperWhenUntrusted: true, IgnoreForecastAboveMAPE: 1,
+		ForecastShortensHold: true}
 }
 
 func baseSignals(rate float64, f *forecast.Forecast) Signals {
@@ -309,10 +311,130 @@ func TestDecideSurgeSequence(t *testing.T) {
 }
 
 func TestForecastWindow(t *testing.T) {
-	f := forecast.Forecast{Start: t0, Step: time.Minute}
-	from, to := ForecastWindow(f, t0.Add(90*time.Second), 30*time.Second, 15*time.Second)
-	if !from.Equal(t0.Add(time.Minute)) || !to.After(t0.Add(135*time.Second)) || to.After(t0.Add(136*time.Second)) {
+	now := t0.Add(90 * time.Second)
+	from, to := ForecastWindow(now, 30*time.Second, 15*time.Second)
+	if !from.Equal(now) || !to.After(now.Add(45*time.Second)) || to.After(now.Add(46*time.Second)) {
 		t.Fatalf("window [%v, %v)", from.Sub(t0), to.Sub(t0))
+	}
+}
+
+func TestForecastPeak(t *testing.T) {
+	// Points at t0 + i minutes, each the mean of its minute; upper 1.5×.
+	minutes := func(values ...float64) forecast.Forecast {
+		f := forecast.Forecast{Start: t0, Step: time.Minute}
+		for _, v := range values {
+			f.Values = append(f.Values, v)
+			f.Upper = append(f.Upper, 1.5*v)
+		}
+		return f
+	}
+	at := func(d time.Duration) time.Time { return t0.Add(d) }
+	tests := []struct {
+		name     string
+		f        forecast.Forecast
+		from, to time.Duration
+		value    float64
+		ok       bool
+	}{
+		// 40 is a third of the way from 10 to 100: the surge holds the
+		// last third of minute 2, from 2m40s.
+		{name: "a surge inside a step counts from where it starts, not before",
+			f: minutes(10, 10, 40, 100, 100), from: 0, to: 2*time.Minute + 39*time.Second, value: 10, ok: true},
+		{name: "a surge inside a step counts in full from where it starts",
+			f: minutes(10, 10, 40, 100, 100), from: 0, to: 2*time.Minute + 41*time.Second, value: 100, ok: true},
+		{name: "a surge at a step's start counts from that step",
+			f: minutes(10, 10, 100, 100), from: 0, to: 2 * time.Minute, value: 10, ok: true},
+		{name: "a surge at a step's start, window reaching it",
+			f: minutes(10, 10, 100, 100), from: 0, to: 2*time.Minute + time.Nanosecond, value: 100, ok: true},
+		// 70 is a third of the way from 100 down to 10: the decline
+		// starts at 2m40s.
+		{name: "a decline inside a step is timed the same way (before it)",
+			f: minutes(100, 100, 70, 10, 10), from: 2*time.Minute + 30*time.Second, to: 5 * time.Minute, value: 100, ok: true},
+		{name: "a decline inside a step is timed the same way (after it)",
+			f: minutes(100, 100, 70, 10, 10), from: 2*time.Minute + 50*time.Second, to: 5 * time.Minute, value: 10, ok: true},
+		{name: "a peak point is its own level",
+			f: minutes(10, 50, 10), from: 0, to: 3 * time.Minute, value: 50, ok: true},
+		{name: "the step covering from counts",
+			f: minutes(50, 10, 10), from: 30 * time.Second, to: 31 * time.Second, value: 50, ok: true},
+		{name: "no point in the window",
+			f: minutes(50, 10), from: 3 * time.Minute, to: 4 * time.Minute, ok: false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			v, u, ok := forecastPeak(tt.f, at(tt.from), at(tt.to))
+			if ok != tt.ok || (ok && (v != tt.value || u != 1.5*tt.value)) {
+				t.Errorf("peak %v upper %v ok %v; want %v, %v, %v", v, u, ok, tt.value, 1.5*tt.value, tt.ok)
+			}
+		})
+	}
+}
+
+// TestDecideForecastShortensHold: a scale-down held by stabilization goes
+// down to what the forecast's peak over the whole stabilization window
+// needs, when the forecast reaches that far.
+func TestDecideForecastShortensHold(t *testing.T) {
+	// The load was 40 req/s (8 replicas) a minute ago and is 10 (2) now.
+	held := State{Desired: 8, Ready: 8, HistoryStart: t0.Add(-time.Hour),
+		Recommendations: []Recommendation{{t0.Add(-time.Minute), 8}}}
+	// flat is a forecast of rate 10 over the next n steps of 15 s; bump
+	// puts rate r at 3 minutes ahead.
+	flat := func(mape float64, n int) *forecast.Forecast {
+		v := make([]float64, n)
+		for i := range v {
+			v[i] = 10
+		}
+		return fc(mape, v...)
+	}
+	bump := func(mape, r float64) *forecast.Forecast {
+		f := flat(mape, 24)
+		f.Values[12], f.Upper[12] = r, 1.5*r
+		return f
+	}
+	tests := []struct {
+		name     string
+		state    State
+		f        *forecast.Forecast
+		policy   func(p *Policy)
+		replicas int
+		term     string
+		hold     int
+	}{
+		{name: "a forecast of lower load for the whole window releases the hold",
+			state: held, f: flat(0.05, 24), replicas: 2, term: TermReactive, hold: 2},
+		{name: "the hold goes to the forecast's peak of the window",
+			state: held, f: bump(0.05, 30), replicas: 6, term: TermForecastHold, hold: 6},
+		{name: "an untrusted forecast holds for its upper bound",
+			state: held, f: bump(0.4, 20), replicas: 6, term: TermForecastHold, hold: 6},
+		{name: "a forecast peak above the hold changes nothing",
+			state: held, f: bump(0.05, 60), replicas: 8, term: TermStabilization},
+		{name: "a forecast shorter than the window does not shorten the hold",
+			state: held, f: flat(0.05, 8), replicas: 8, term: TermStabilization},
+		{name: "an ignored forecast does not shorten the hold",
+			state: held, f: flat(1.5, 24), replicas: 8, term: TermStabilization},
+		{name: "off by policy",
+			state: held, f: flat(0.05, 24), policy: func(p *Policy) { p.ForecastShortensHold = false }, replicas: 8, term: TermStabilization},
+		{name: "after a restart the current count is held",
+			state: State{Desired: 8, Ready: 8, HistoryStart: t0.Add(-time.Minute)}, f: flat(0.05, 24), replicas: 8, term: TermStabilization},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := basePolicy()
+			if tt.policy != nil {
+				tt.policy(&p)
+			}
+			d := Decide(tt.state, baseSignals(10, tt.f), p)
+			ex := d.Explanation
+			if d.Replicas != tt.replicas || ex.Term != tt.term || ex.HoldForecastReplicas != tt.hold {
+				t.Errorf("got %d replicas by %s, hold %d (bounds %v); want %d by %s, hold %d",
+					d.Replicas, ex.Term, ex.HoldForecastReplicas, ex.Bounds, tt.replicas, tt.term, tt.hold)
+			}
+			if tt.hold > 0 && !slices.Contains(ex.Bounds, "forecast_hold="+strconv.Itoa(tt.hold)) {
+				t.Errorf("bounds %v lack forecast_hold=%d", ex.Bounds, tt.hold)
+			}
+			if ex.StabilizedMax != 8 {
+				t.Errorf("stabilized max %d, want 8 (the window's, before the forecast)", ex.StabilizedMax)
+			}
+		})
 	}
 }
 
