@@ -34,10 +34,10 @@ const (
 	// by the forecast of the stabilization window, and the forecast's
 	// peak over that window decided the count.
 	TermForecastHold = "forecast_hold"
-	TermCooldown      = "cooldown"
-	TermMaxStep       = "max_step"
-	TermRateLimit     = "rate_limit"
-	TermOff           = "off"
+	TermCooldown     = "cooldown"
+	TermMaxStep      = "max_step"
+	TermRateLimit    = "rate_limit"
+	TermOff          = "off"
 )
 
 // Directions of a scaling step.
