@@ -92,6 +92,10 @@ type TargetConfig struct {
 	// IgnoreForecastAboveMAPE drops a forecast this wrong (default 1.0;
 	// the reactive floor still holds).
 	IgnoreForecastAboveMAPE float64 `yaml:"ignore_forecast_above_mape"`
+	// Tolerance (default 0.1, the HPA's): while the observed rate is
+	// within this fraction of what the current count is sized for, the
+	// reactive floor holds the current count. Negative: none.
+	Tolerance float64 `yaml:"tolerance"`
 	// ForecastShortensHold (default true): a scale-down held by the
 	// stabilization window goes down to what the forecast's peak over the
 	// whole window needs, when the forecast reaches that far (its horizon
@@ -166,6 +170,9 @@ func (t *TargetConfig) SetDefaults() {
 	}
 	if t.IgnoreForecastAboveMAPE == 0 {
 		t.IgnoreForecastAboveMAPE = 1
+	}
+	if t.Tolerance == 0 {
+		t.Tolerance = 0.1
 	}
 	if t.ForecastShortensHold == nil {
 		yes := true
@@ -245,6 +252,8 @@ func (t *TargetConfig) Validate(prefix string) error {
 		return fmt.Errorf("%s.trusted_mape: must not be negative", prefix)
 	case t.IgnoreForecastAboveMAPE < 0:
 		return fmt.Errorf("%s.ignore_forecast_above_mape: must not be negative", prefix)
+	case t.Tolerance >= 1:
+		return fmt.Errorf("%s.tolerance: must be below 1, got %v", prefix, t.Tolerance)
 	case t.RetryAttempts < 1:
 		return fmt.Errorf("%s.retry_attempts: must be at least 1", prefix)
 	case t.RetryBackoff <= 0:
@@ -283,5 +292,6 @@ func (t *TargetConfig) policy() Policy {
 		MaxActionsPerHour: t.MaxActionsPerHour, TrustedMAPE: t.TrustedMAPE,
 		UseUpperWhenUntrusted:   t.UseForecastUpper != nil && *t.UseForecastUpper,
 		IgnoreForecastAboveMAPE: t.IgnoreForecastAboveMAPE,
-		ForecastShortensHold:    t.ForecastShortensHold != nil && *t.ForecastShortensHold}
+		ForecastShortensHold:    t.ForecastShortensHold != nil && *t.ForecastShortensHold,
+		Tolerance:               max(0, t.Tolerance)}
 }

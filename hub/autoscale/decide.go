@@ -147,6 +147,10 @@ type Policy struct {
 	// IgnoreForecastAboveMAPE drops a forecast whose backtest error is
 	// higher (0: never drop).
 	IgnoreForecastAboveMAPE float64
+	// Tolerance: while the observed rate is within this fraction of what
+	// the current count is sized for, the reactive floor is the current
+	// count (the HPA's tolerance; 0: none).
+	Tolerance float64
 	// ForecastShortensHold lets a usable forecast that covers the whole
 	// stabilization window cap the scale-down hold at what the forecast's
 	// peak over that window needs (with the same bound, value or upper,
@@ -336,12 +340,24 @@ func Decide(st State, sig Signals, p Policy) Decision {
 	perReplica := sig.CapacityPerReplica * p.TargetUtilization
 	ex.ReplicaThroughput = Number(perReplica)
 
-	// The reactive floor: what the load of now needs.
+	// The reactive floor: what the load of now needs. need is that count
+	// before the tolerance, what the stabilization window remembers.
+	need := st.Desired
 	if math.IsNaN(sig.Rate) || perReplica <= 0 {
 		ex.ReactiveFloor = st.Desired
 		ex.Notes = append(ex.Notes, "observed rate or capacity unknown: the reactive floor holds the current count")
 	} else {
-		ex.ReactiveFloor = replicasFor(sig.Rate, perReplica)
+		need = replicasFor(sig.Rate, perReplica)
+		ex.ReactiveFloor = need
+		// As the HPA: a load within the tolerance of what the current
+		// count is sized for changes nothing, so noise in the observed
+		// rate does not move the count up and back down.
+		if ratio := sig.Rate / (float64(st.Desired) * perReplica); p.Tolerance > 0 && st.Desired > 0 && need != st.Desired &&
+			math.Abs(ratio-1) <= p.Tolerance {
+			ex.ReactiveFloor = st.Desired
+			ex.Notes = append(ex.Notes, fmt.Sprintf("observed load %.0f%% of what %d replicas are sized for, within the tolerance: the reactive floor holds the current count",
+				100*ratio, st.Desired))
+		}
 	}
 	rec, term := ex.ReactiveFloor, TermReactive
 
@@ -404,7 +420,7 @@ func Decide(st State, sig Signals, p Policy) Decision {
 	// the current forecast carries it. So a forecast surge is not held for
 	// a whole window after it passed, while scale-downs on observed load
 	// are damped exactly as the HPA damps them.
-	basis := max(ex.ReactiveFloor, p.Min)
+	basis := max(need, p.Min)
 	if p.Max > 0 {
 		basis = min(basis, p.Max)
 	}

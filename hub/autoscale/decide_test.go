@@ -241,6 +241,39 @@ func TestDecide(t *testing.T) {
 			replicas: 4, recommended: 4, term: TermReactive, floor: 4, forecastRepl: -1,
 		},
 		{
+			name:     "load within the tolerance above the current count holds it",
+			state:    State{Desired: 4, Ready: 4, HistoryStart: longHistory},
+			sig:      baseSignals(21, nil), // 105% of 4 × 5
+			policy:   func(p *Policy) { p.Tolerance = 0.1 },
+			replicas: 4, recommended: 4, term: TermReactive, floor: 4, forecastRepl: -1,
+			check: func(t *testing.T, d Decision) {
+				if d.Record.Replicas != 5 {
+					t.Errorf("recorded %d, want the observed need 5", d.Record.Replicas)
+				}
+			},
+		},
+		{
+			name:     "load beyond the tolerance scales up",
+			state:    State{Desired: 4, Ready: 4, HistoryStart: longHistory},
+			sig:      baseSignals(23, nil), // 115%
+			policy:   func(p *Policy) { p.Tolerance = 0.1 },
+			replicas: 5, recommended: 5, act: true, term: TermReactive, floor: 5, forecastRepl: -1,
+		},
+		{
+			name:     "load within the tolerance below the current count holds it",
+			state:    State{Desired: 12, Ready: 12, HistoryStart: longHistory},
+			sig:      baseSignals(55, nil), // 92% of 12 × 5, needs 11
+			policy:   func(p *Policy) { p.Tolerance = 0.1 },
+			replicas: 12, recommended: 12, term: TermReactive, floor: 12, forecastRepl: -1,
+		},
+		{
+			name:     "a forecast above the tolerance band still scales up",
+			state:    State{Desired: 4, Ready: 4, HistoryStart: longHistory},
+			sig:      baseSignals(21, fc(0.05, 21, 21, 40)),
+			policy:   func(p *Policy) { p.Tolerance = 0.1 },
+			replicas: 8, recommended: 8, act: true, term: TermForecast, floor: 4, forecastRepl: 8,
+		},
+		{
 			name:     "exact multiple needs no extra replica",
 			state:    State{Desired: 3, Ready: 3, HistoryStart: longHistory},
 			sig:      baseSignals(15, nil),
