@@ -3,7 +3,8 @@
 # time compressed, against the real reference services three ways (fixed
 # replicas, the reactive HPA rule, the hub's predictive autoscaler), all in
 # one process on loopback. Writes $BENCH_OUT/autoscale.md and
-# autoscale.json; about 8 minutes. Usage: bench/autoscale.sh [autoscalebench flags...]
+# autoscale.json; about 11 minutes (each scenario: 3 history days, then the
+# predictive, reactive and fixed replays of the compared day). Usage: bench/autoscale.sh [autoscalebench flags...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN="${BIN:-bin}"
