@@ -33,6 +33,7 @@ import (
 	"github.com/bureauhub/bureauhub/hub/ingest"
 	"github.com/bureauhub/bureauhub/hub/query"
 	"github.com/bureauhub/bureauhub/hub/refsvc/host"
+	"github.com/bureauhub/bureauhub/hub/refsvc/journal"
 	"github.com/bureauhub/bureauhub/hub/rules"
 	"github.com/bureauhub/bureauhub/hub/site"
 	"github.com/bureauhub/bureauhub/hub/store/clickhouse"
@@ -173,7 +174,13 @@ func (c *Config) Validate() error {
 			return err
 		}
 	}
-	return c.Services.Validate(names)
+	if err := c.Services.Validate(names); err != nil {
+		return err
+	}
+	if c.Cluster != nil {
+		return c.Services.validateClustered()
+	}
+	return nil
 }
 
 // LoadConfig reads, defaults and validates a config file. Unknown fields
@@ -245,14 +252,31 @@ func New(cfg *Config, logger *slog.Logger) (*Hub, error) {
 	h.rules = rules.New(cfg.Rules, cfg.Tenants, h.api.Engine(), store, svc, notifier, logger.With("component", "rules"), reg)
 	h.site = site.New(cfg.Site, notifier, logger.With("component", "site"), reg)
 	svc.OnDelivered(h.site.Observe)
+	if cfg.Cluster != nil {
+		h.cluster = cluster.New(*cfg.Cluster, cfg.HTTPListenAddress, logger.With("component", "cluster"), reg)
+	}
 	if cfg.Services.enabled() {
-		if h.host, err = newHost(&cfg.Services, logger, reg); err != nil {
+		var journals func(service string) host.Journal
+		if h.cluster != nil {
+			// In a cluster a service runs on its owner only, and its state
+			// lives in ClickHouse, where the next owner finds it.
+			jm := journal.NewMetrics(reg)
+			journals = func(service string) host.Journal {
+				return journal.New(store.Conn(), store.Database(), service, cfg.Cluster.Name, journal.Config{}, logger.With("component", "journal"), jm)
+			}
+		}
+		if h.host, err = newHost(&cfg.Services, logger, reg, journals); err != nil {
 			store.Close()
 			return nil, err
 		}
+		if h.cluster != nil {
+			if err := h.host.SetCoordinator(h.cluster, cfg.Cluster.Name); err != nil {
+				store.Close()
+				return nil, err
+			}
+		}
 	}
 	if cfg.Cluster != nil {
-		h.cluster = cluster.New(*cfg.Cluster, cfg.HTTPListenAddress, logger.With("component", "cluster"), reg)
 		svc.ShareProgress(store)
 		h.rules.SetOwnership(h.cluster.Owns)
 		h.site.SetOwnership(h.cluster.Owns)
@@ -266,23 +290,28 @@ func New(cfg *Config, logger *slog.Logger) (*Hub, error) {
 			return nil, err
 		}
 	}
-	// Hosted services are not clustered (their stores are this hub's):
-	// the forecast signals and autoscale targets of a hosted service stay
-	// on the hub that hosts it; every other one is owned on the ring.
+	// The forecast signal and autoscale target of a hosted service go with
+	// the service: the hub that runs its replicas forecasts and scales it.
+	// Every other one is owned on the ring by its own key.
 	capacityOwns := func(key string) bool { return true }
 	if h.cluster != nil {
-		local := map[string]bool{}
+		withService := map[string]string{}
 		if cfg.Autoscale != nil && h.host != nil {
 			for _, t := range cfg.Autoscale.Targets {
 				if t.Service != "" && t.Signal != "" {
-					local[forecast.OwnerKey(t.Tenant, t.Signal)] = true
+					withService[forecast.OwnerKey(t.Tenant, t.Signal)] = host.OwnerKey(t.Service)
 				}
 				if t.Service != "" {
-					local["autoscale/"+t.Tenant+"/"+t.Name] = true
+					withService["autoscale/"+t.Tenant+"/"+t.Name] = host.OwnerKey(t.Service)
 				}
 			}
 		}
-		capacityOwns = func(key string) bool { return local[key] || h.cluster.Owns(key) }
+		capacityOwns = func(key string) bool {
+			if k, ok := withService[key]; ok {
+				key = k
+			}
+			return h.cluster.Owns(key)
+		}
 	}
 	if h.forecaster != nil && h.cluster != nil {
 		h.forecaster.SetOwnership(capacityOwns)
@@ -486,6 +515,9 @@ func (h *Hub) migrate(ctx context.Context) error {
 	backoff := 200 * time.Millisecond
 	for {
 		err := h.store.Migrate(ctx)
+		if err == nil && h.host != nil && h.cluster != nil {
+			err = journal.Migrate(ctx, h.store.Conn(), h.store.Database())
+		}
 		if err == nil {
 			return nil
 		}

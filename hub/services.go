@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 
@@ -99,8 +100,49 @@ func (c *ServicesConfig) Validate(tenants map[string]bool) error {
 	return nil
 }
 
+// validateClustered names what a cluster needs of the services beyond
+// Validate: every hub must seed the same health-code population, and
+// other hubs must be able to reach each service's load balancer.
+func (c *ServicesConfig) validateClustered() error {
+	if c.Clock.Epoch.IsZero() && ((c.Clock.Speedup != 0 && c.Clock.Speedup != 1) || !c.Clock.SimStart.IsZero()) {
+		return errors.New("services.clock.epoch: required in a cluster when speedup or sim_start is set, so that every hub's simulated clock reads the same")
+	}
+	if h := c.HealthCode; h != nil && h.Config.SeedTime.IsZero() {
+		return errors.New("services.healthcode.config.seed_time: required in a cluster, so that every hub seeds the same population")
+	}
+	for _, x := range []struct {
+		field string
+		cfg   *host.ServiceConfig
+	}{{"services.booking.hosting", bookingHosting(c)}, {"services.healthcode.hosting", healthHosting(c)}} {
+		if x.cfg == nil || x.cfg.AdvertiseAddress != "" {
+			continue
+		}
+		if h, _, err := net.SplitHostPort(x.cfg.ListenAddress); err == nil {
+			if ip := net.ParseIP(h); h == "" || (ip != nil && ip.IsUnspecified()) {
+				return fmt.Errorf("%s.advertise_address: required in a cluster when listen_address (%s) is a wildcard: other hubs forward requests to it", x.field, x.cfg.ListenAddress)
+			}
+		}
+	}
+	return nil
+}
+
+func bookingHosting(c *ServicesConfig) *host.ServiceConfig {
+	if c.Booking == nil {
+		return nil
+	}
+	return &c.Booking.Hosting
+}
+
+func healthHosting(c *ServicesConfig) *host.ServiceConfig {
+	if c.HealthCode == nil {
+		return nil
+	}
+	return &c.HealthCode.Hosting
+}
+
 // newHost opens the configured services' stores and builds their host.
-func newHost(c *ServicesConfig, logger *slog.Logger, reg prometheus.Registerer) (*host.Host, error) {
+// journals, if not nil, gives each service its journal (in a cluster).
+func newHost(c *ServicesConfig, logger *slog.Logger, reg prometheus.Registerer, journals func(service string) host.Journal) (*host.Host, error) {
 	if c.DataDir != "" {
 		if err := os.MkdirAll(c.DataDir, 0o750); err != nil {
 			return nil, fmt.Errorf("services.data_dir: %w", err)
@@ -127,6 +169,11 @@ func newHost(c *ServicesConfig, logger *slog.Logger, reg prometheus.Registerer) 
 			return nil, fmt.Errorf("services.healthcode: %w", err)
 		}
 		hosted = append(hosted, host.Hosted{Config: h.Hosting, Service: svc})
+	}
+	if journals != nil {
+		for i := range hosted {
+			hosted[i].Journal = journals(hosted[i].Config.Name)
+		}
 	}
 	hs, err := host.New(hosted, logger.With("component", "refsvc"), reg)
 	if err != nil {

@@ -39,12 +39,16 @@ type Member struct {
 	HTTPAddress   string `json:"http_address"`
 	ConfigVersion string `json:"config_version"`
 	Self          bool   `json:"self"`
+	// Services are the load-balancer addresses of the hosted services
+	// this hub serves, by service name.
+	Services map[string]string `json:"services,omitempty"`
 }
 
 // meta is what each hub publishes about itself in its alive messages.
 type meta struct {
-	ConfigVersion string `json:"v"`
-	HTTPAddress   string `json:"h"`
+	ConfigVersion string            `json:"v"`
+	HTTPAddress   string            `json:"h"`
+	Services      map[string]string `json:"s,omitempty"`
 }
 
 // Cluster is this hub's membership. Owns and Owner are safe for concurrent
@@ -77,6 +81,7 @@ type Cluster struct {
 	gone     map[string]Member
 	acquired map[string]time.Time // item key -> when this hub became its owner
 	channels map[string]*Channel
+	services map[string]string // hosted service -> its load balancer's address, published in meta
 
 	members  *prometheus.GaugeVec
 	changes  prometheus.Counter
@@ -324,7 +329,7 @@ func (c *Cluster) Members() []Member {
 		_ = json.Unmarshal(n.Meta, &m)
 		live[n.Name] = true
 		out = append(out, Member{Name: n.Name, Address: n.Address(), State: "alive",
-			HTTPAddress: m.HTTPAddress, ConfigVersion: m.ConfigVersion, Self: n.Name == c.cfg.Name})
+			HTTPAddress: m.HTTPAddress, ConfigVersion: m.ConfigVersion, Self: n.Name == c.cfg.Name, Services: m.Services})
 	}
 	c.mu.RLock()
 	for name, m := range c.gone {
@@ -335,6 +340,41 @@ func (c *Cluster) Members() []Member {
 	c.mu.RUnlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
+}
+
+// SetServiceAddress publishes the address other hubs forward a hosted
+// service's requests to while this hub runs it. Safe before and after
+// Start (peers learn of a change through memberlist's node updates).
+func (c *Cluster) SetServiceAddress(service, address string) {
+	c.mu.Lock()
+	if c.services == nil {
+		c.services = map[string]string{}
+	}
+	c.services[service] = address
+	ml := c.ml
+	c.mu.Unlock()
+	if ml != nil {
+		if err := ml.UpdateNode(5 * time.Second); err != nil {
+			c.logger.Warn("publishing a service address to peers failed", "service", service, "err", err)
+		}
+	}
+}
+
+// ServiceOwner is the hub that owns key now and the address it published
+// for service ("" when the owner published none, or is unknown).
+func (c *Cluster) ServiceOwner(key, service string) (hub, address string) {
+	hub = c.Owner(key)
+	if hub == "" || c.ml == nil {
+		return hub, ""
+	}
+	for _, n := range c.ml.Members() {
+		if n.Name == hub {
+			var m meta
+			_ = json.Unmarshal(n.Meta, &m)
+			return hub, m.Services[service]
+		}
+	}
+	return hub, ""
 }
 
 // Handler serves GET /api/v1/cluster: the members, their states, and who
@@ -419,7 +459,9 @@ func (b simpleBroadcast) Finished()                             {}
 type delegate Cluster
 
 func (d *delegate) NodeMeta(limit int) []byte {
-	b, _ := json.Marshal(meta{ConfigVersion: d.cfg.ConfigVersion, HTTPAddress: d.httpAddr})
+	d.mu.RLock()
+	b, _ := json.Marshal(meta{ConfigVersion: d.cfg.ConfigVersion, HTTPAddress: d.httpAddr, Services: d.services})
+	d.mu.RUnlock()
 	if len(b) > limit {
 		return nil
 	}

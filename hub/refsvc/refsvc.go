@@ -8,6 +8,7 @@ package refsvc
 
 import (
 	"context"
+	"errors"
 	"net/http"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -43,4 +44,50 @@ type Service interface {
 	// Close releases the shared state (closes the store). Called once,
 	// after Run has returned and every replica has been closed.
 	Close() error
+}
+
+// Change is one key of a service's store as a committed transaction left
+// it: its new value, or its deletion. A service whose state must survive
+// the loss of the hub running it (see Durable) hands every transaction's
+// changes to a Journal, and is restored from the journal's latest change
+// of each key.
+type Change struct {
+	Bucket  string
+	Key     []byte
+	Value   []byte
+	Deleted bool
+}
+
+// Ticket identifies changes queued in a Journal, to wait for.
+type Ticket uint64
+
+// Journal makes a service's committed changes durable in a store every
+// hub can reach (hub/refsvc/journal keeps them in ClickHouse).
+type Journal interface {
+	// Enqueue queues one transaction's changes, ordered after every
+	// earlier Enqueue: call it in commit order (with the store's write
+	// lock held). It fails at once when the queue is full.
+	Enqueue(changes []Change) (Ticket, error)
+	// Wait returns when everything up to t is durable, or with an error
+	// when that is not so within ctx.
+	Wait(ctx context.Context, t Ticket) error
+}
+
+// ErrNotDurable wraps a Journal's failure: the change is committed on
+// this hub but not yet confirmed durable, so the request's outcome is
+// unknown to the client (answer 503; a retry with the same idempotency
+// key finds it).
+var ErrNotDurable = errors.New("change not confirmed durable")
+
+// Durable is a Service whose state survives the loss of the hub running
+// it: in a hub cluster only the service's owner runs it, and a new owner
+// restores the journal's state before it starts replicas.
+type Durable interface {
+	// SetJournal makes every later committed change wait for j before the
+	// request that made it is answered. Call it before Run.
+	SetJournal(j Journal)
+	// Restore replaces the service's state with the journal's latest
+	// change of each key, which load passes to its argument in any order.
+	// It is called while the service is not running (before Run).
+	Restore(ctx context.Context, load func(apply func(Change) error) error) error
 }

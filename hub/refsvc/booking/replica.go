@@ -468,6 +468,12 @@ func (rp *replica) handleBook(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, errKeyReused):
 		fail(outcomeKeyReused, http.StatusUnprocessableEntity, "idempotency_key_reused",
 			"Idempotency-Key: already used with a different slot_id or applicant_id")
+	case errors.Is(err, refsvc.ErrNotDurable):
+		// Committed here, perhaps holding the slot: caches must see it.
+		rp.svc.gen.Add(1)
+		w.Header().Set("Retry-After", "1")
+		fail(outcomeError, http.StatusServiceUnavailable, "not_durable",
+			"the booking is not confirmed yet ("+err.Error()+"); retry with the same Idempotency-Key")
 	default:
 		fail(outcomeError, http.StatusInternalServerError, "internal", "book: "+err.Error())
 	}
@@ -548,6 +554,11 @@ func (rp *replica) answerBooking(w http.ResponseWriter, id string, rec record, e
 		writeError(w, http.StatusConflict, "expired", fmt.Sprintf("id: booking %s expired: its payment window has passed", id))
 	case errors.Is(err, errCancelled):
 		writeError(w, http.StatusConflict, "cancelled", fmt.Sprintf("id: booking %s is cancelled", id))
+	case errors.Is(err, refsvc.ErrNotDurable):
+		rp.svc.gen.Add(1)
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, "not_durable",
+			fmt.Sprintf("id: the change to booking %s is not confirmed yet (%v); retry", id, err))
 	default:
 		writeError(w, http.StatusInternalServerError, "internal", err.Error())
 	}

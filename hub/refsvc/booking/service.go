@@ -159,3 +159,21 @@ func (s *Service) Close() error {
 	}
 	return nil
 }
+
+var _ refsvc.Durable = (*Service)(nil)
+
+// SetJournal makes every later booking, payment, cancellation, expiry and
+// release wait until j has it durable before it is answered.
+func (s *Service) SetJournal(j refsvc.Journal) { s.store.db.SetJournal(j) }
+
+// Restore replaces the whole store with the journal's state: every
+// booking, hold, idempotency key and release the journal confirmed.
+func (s *Service) Restore(ctx context.Context, load func(apply func(refsvc.Change) error) error) error {
+	applied, skipped, err := s.store.db.Restore(allBuckets, load)
+	if err != nil {
+		return fmt.Errorf("restore booking store: %w", err)
+	}
+	s.gen.Add(1)
+	s.logger.Info("restored booking store from the journal", "keys", applied, "unknown_bucket_keys", skipped)
+	return nil
+}

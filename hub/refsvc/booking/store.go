@@ -12,6 +12,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/bureauhub/bureauhub/hub/refsvc/durable"
 )
 
 // The store's buckets. Times are simulated time.
@@ -36,6 +38,8 @@ var (
 	bucketHolds = []byte("holds")
 
 	keyReleasedThrough = []byte("released_through")
+
+	allBuckets = [][]byte{bucketMeta, bucketReleased, bucketSlots, bucketBookings, bucketIdempotency, bucketHolds}
 )
 
 // Booking statuses.
@@ -80,7 +84,7 @@ type idemRecord struct {
 // read-write transaction; bbolt allows one at a time, which serializes
 // bookings across all replicas.
 type store struct {
-	db  *bolt.DB
+	db  *durable.DB
 	cat *catalog
 }
 
@@ -90,7 +94,7 @@ func openStore(cfg StoreConfig, cat *catalog) (*store, error) {
 		return nil, fmt.Errorf("open bbolt %s: %w", cfg.Path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketMeta, bucketReleased, bucketSlots, bucketBookings, bucketIdempotency, bucketHolds} {
+		for _, b := range allBuckets {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return fmt.Errorf("create bucket %s: %w", b, err)
 			}
@@ -101,7 +105,7 @@ func openStore(cfg StoreConfig, cat *catalog) (*store, error) {
 		db.Close()
 		return nil, fmt.Errorf("init bbolt %s: %w", cfg.Path, err)
 	}
-	return &store{db: db, cat: cat}, nil
+	return &store{db: durable.New(db), cat: cat}, nil
 }
 
 func (s *store) close() error { return s.db.Close() }
@@ -148,12 +152,12 @@ func getRecord(tx *bolt.Tx, id string) (record, error) {
 	return r, nil
 }
 
-func putRecord(tx *bolt.Tx, r record) error {
+func putRecord(tx *durable.Tx, r record) error {
 	v, err := json.Marshal(r)
 	if err != nil {
 		return err
 	}
-	return tx.Bucket(bucketBookings).Put([]byte(r.ID), v)
+	return tx.Put(bucketBookings, []byte(r.ID), v)
 }
 
 func released(tx *bolt.Tx, key string) int {
@@ -166,17 +170,16 @@ func released(tx *bolt.Tx, key string) int {
 
 // freeHold ends a held booking (as expired or cancelled): it frees the
 // slot if the booking still holds it and drops it from the holds index.
-func freeHold(tx *bolt.Tx, r *record, status string) error {
-	slots := tx.Bucket(bucketSlots)
-	if v := slots.Get([]byte(r.SlotID)); v != nil {
+func freeHold(tx *durable.Tx, r *record, status string) error {
+	if v := tx.Bucket(bucketSlots).Get([]byte(r.SlotID)); v != nil {
 		if _, holder := parseHolder(v); holder == r.ID {
-			if err := slots.Delete([]byte(r.SlotID)); err != nil {
+			if err := tx.Delete(bucketSlots, []byte(r.SlotID)); err != nil {
 				return err
 			}
 		}
 	}
 	if r.Status == StatusHeld {
-		if err := tx.Bucket(bucketHolds).Delete(holdKey(r.ExpiresAt, r.ID)); err != nil {
+		if err := tx.Delete(bucketHolds, holdKey(r.ExpiresAt, r.ID)); err != nil {
 			return err
 		}
 	}
@@ -214,7 +217,7 @@ func (s *store) lookupKey(key, body string) (rec record, found bool, err error) 
 func (s *store) book(key string, slot slotRef, applicant string, now time.Time, window time.Duration) (rec record, created bool, err error) {
 	slotID := slot.id()
 	body := slotID + "\n" + applicant
-	err = s.db.Update(func(tx *bolt.Tx) error {
+	err = s.db.Update(func(tx *durable.Tx) error {
 		idem := tx.Bucket(bucketIdempotency)
 		if v := idem.Get([]byte(key)); v != nil {
 			var ir idemRecord
@@ -225,10 +228,10 @@ func (s *store) book(key string, slot slotRef, applicant string, now time.Time, 
 				return errKeyReused
 			}
 			var err error
-			rec, err = getRecord(tx, ir.BookingID)
+			rec, err = getRecord(tx.Tx, ir.BookingID)
 			return err
 		}
-		if slot.index >= released(tx, dayKey(slot.consulate, slot.visa, slot.day)) {
+		if slot.index >= released(tx.Tx, dayKey(slot.consulate, slot.visa, slot.day)) {
 			return errNotReleased
 		}
 		if !slot.time().After(now) {
@@ -240,7 +243,7 @@ func (s *store) book(key string, slot slotRef, applicant string, now time.Time, 
 			if expires.IsZero() || expires.After(now) {
 				return errSlotTaken
 			}
-			old, err := getRecord(tx, holder)
+			old, err := getRecord(tx.Tx, holder)
 			if err != nil {
 				return err
 			}
@@ -253,17 +256,17 @@ func (s *store) book(key string, slot slotRef, applicant string, now time.Time, 
 			Status: StatusHeld, CreatedAt: now, ExpiresAt: now.Add(window),
 		}
 		created = true
-		if err := slots.Put([]byte(slotID), holderValue(rec.ExpiresAt, rec.ID)); err != nil {
+		if err := tx.Put(bucketSlots, []byte(slotID), holderValue(rec.ExpiresAt, rec.ID)); err != nil {
 			return err
 		}
-		if err := tx.Bucket(bucketHolds).Put(holdKey(rec.ExpiresAt, rec.ID), nil); err != nil {
+		if err := tx.Put(bucketHolds, holdKey(rec.ExpiresAt, rec.ID), nil); err != nil {
 			return err
 		}
 		ir, err := json.Marshal(idemRecord{BookingID: rec.ID, Body: body})
 		if err != nil {
 			return err
 		}
-		if err := idem.Put([]byte(key), ir); err != nil {
+		if err := tx.Put(bucketIdempotency, []byte(key), ir); err != nil {
 			return err
 		}
 		return putRecord(tx, rec)
@@ -276,10 +279,10 @@ func (s *store) book(key string, slot slotRef, applicant string, now time.Time, 
 // returned.
 func (s *store) pay(id string, now time.Time) (rec record, err error) {
 	var refused error // committed, unlike an error returned to Update
-	err = s.db.Update(func(tx *bolt.Tx) error {
+	err = s.db.Update(func(tx *durable.Tx) error {
 		refused = nil
 		var err error
-		if rec, err = getRecord(tx, id); err != nil {
+		if rec, err = getRecord(tx.Tx, id); err != nil {
 			return err
 		}
 		switch rec.Status {
@@ -294,12 +297,12 @@ func (s *store) pay(id string, now time.Time) (rec record, err error) {
 			refused = errExpired
 			return freeHold(tx, &rec, StatusExpired)
 		}
-		if err := tx.Bucket(bucketHolds).Delete(holdKey(rec.ExpiresAt, rec.ID)); err != nil {
+		if err := tx.Delete(bucketHolds, holdKey(rec.ExpiresAt, rec.ID)); err != nil {
 			return err
 		}
 		rec.Status = StatusConfirmed
 		rec.ExpiresAt = time.Time{}
-		if err := tx.Bucket(bucketSlots).Put([]byte(rec.SlotID), holderValue(time.Time{}, rec.ID)); err != nil {
+		if err := tx.Put(bucketSlots, []byte(rec.SlotID), holderValue(time.Time{}, rec.ID)); err != nil {
 			return err
 		}
 		return putRecord(tx, rec)
@@ -315,10 +318,10 @@ func (s *store) pay(id string, now time.Time) (rec record, err error) {
 // window is ended (committed) and errExpired returned.
 func (s *store) cancel(id string, now time.Time) (rec record, err error) {
 	var refused error
-	err = s.db.Update(func(tx *bolt.Tx) error {
+	err = s.db.Update(func(tx *durable.Tx) error {
 		refused = nil
 		var err error
-		if rec, err = getRecord(tx, id); err != nil {
+		if rec, err = getRecord(tx.Tx, id); err != nil {
 			return err
 		}
 		switch rec.Status {
@@ -357,7 +360,7 @@ func (s *store) get(id string, now time.Time) (rec record, err error) {
 // expireHolds ends at most limit holds whose payment window has passed
 // and returns how many it ended.
 func (s *store) expireHolds(now time.Time, limit int) (n int, err error) {
-	err = s.db.Update(func(tx *bolt.Tx) error {
+	err = s.db.Update(func(tx *durable.Tx) error {
 		var due []string
 		c := tx.Bucket(bucketHolds).Cursor()
 		for k, _ := c.First(); k != nil && len(due) < limit; k, _ = c.Next() {
@@ -367,7 +370,7 @@ func (s *store) expireHolds(now time.Time, limit int) (n int, err error) {
 			due = append(due, string(k[8:]))
 		}
 		for _, id := range due {
-			rec, err := getRecord(tx, id)
+			rec, err := getRecord(tx.Tx, id)
 			if err != nil {
 				return err
 			}
@@ -399,7 +402,7 @@ func (s *store) releasedThrough() (t time.Time, err error) {
 // neither repeats nor loses a release. It returns how many slots it
 // released. If the mark has moved past from meanwhile, it does nothing.
 func (s *store) applyReleases(from, until time.Time, fs []firing, daysAhead int) (n int, err error) {
-	err = s.db.Update(func(tx *bolt.Tx) error {
+	err = s.db.Update(func(tx *durable.Tx) error {
 		meta := tx.Bucket(bucketMeta)
 		if v := meta.Get(keyReleasedThrough); v != nil {
 			var cur time.Time
@@ -410,7 +413,6 @@ func (s *store) applyReleases(from, until time.Time, fs []firing, daysAhead int)
 				return nil
 			}
 		}
-		b := tx.Bucket(bucketReleased)
 		for _, f := range fs {
 			rule := s.cat.rules[f.rule]
 			today := midnight(f.at.In(s.cat.loc))
@@ -419,14 +421,14 @@ func (s *store) applyReleases(from, until time.Time, fs []firing, daysAhead int)
 				for _, co := range s.cat.consulates {
 					for _, vt := range co.visas {
 						key := dayKey(co, vt, day)
-						cur := released(tx, key)
+						cur := released(tx.Tx, key)
 						next := releasedAfter(cur, vt.slotsPerDay, rule.fraction)
 						if next <= cur {
 							continue
 						}
 						var v [4]byte
 						binary.BigEndian.PutUint32(v[:], uint32(next))
-						if err := b.Put([]byte(key), v[:]); err != nil {
+						if err := tx.Put(bucketReleased, []byte(key), v[:]); err != nil {
 							return err
 						}
 						n += next - cur
@@ -438,7 +440,7 @@ func (s *store) applyReleases(from, until time.Time, fs []firing, daysAhead int)
 		if err != nil {
 			return err
 		}
-		return meta.Put(keyReleasedThrough, v)
+		return tx.Put(bucketMeta, keyReleasedThrough, v)
 	})
 	return n, err
 }

@@ -155,3 +155,16 @@ func (s *cacheShard) pushFront(e *cacheEntry) {
 	s.lru.next.prev = e
 	s.lru.next = e
 }
+
+// clear drops every person, and makes fills that started before it fail.
+func (c *cache) clear() {
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.Lock()
+		s.epoch++
+		for _, e := range s.items {
+			s.remove(e)
+		}
+		s.mu.Unlock()
+	}
+}

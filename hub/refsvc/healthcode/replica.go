@@ -293,6 +293,10 @@ func (rp *replica) result(w http.ResponseWriter, r *http.Request) {
 	}
 	rec, applied, ok, err := rp.svc.recordResult(i, at, *body.Result == Positive)
 	switch {
+	case errors.Is(err, refsvc.ErrNotDurable):
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, "the result is not confirmed yet ("+err.Error()+"); retry", "not_durable")
+		return
 	case err != nil:
 		rp.logger.Error("recording a result failed", "id", *body.ID, "err", err)
 		writeError(w, http.StatusInternalServerError, "store: "+err.Error(), "internal")

@@ -117,7 +117,7 @@ func (s *Service) Close() error {
 // that starts after recordResult returns reads the new record.
 func (s *Service) recordResult(i int, at time.Time, positive bool) (r *record, applied, ok bool, err error) {
 	r, applied, ok, err = s.store.record(i, at, positive)
-	if err != nil || !applied {
+	if !applied {
 		return r, applied, ok, err
 	}
 	s.mu.RLock()
@@ -125,11 +125,34 @@ func (s *Service) recordResult(i int, at time.Time, positive bool) (r *record, a
 		c.invalidate(i)
 	}
 	s.mu.RUnlock()
-	return r, applied, ok, nil
+	return r, applied, ok, err
 }
 
 func (s *Service) detach(c *cache) {
 	s.mu.Lock()
 	delete(s.caches, c)
 	s.mu.Unlock()
+}
+
+var _ refsvc.Durable = (*Service)(nil)
+
+// SetJournal makes every later recorded result wait until j has it
+// durable before it is answered.
+func (s *Service) SetJournal(j refsvc.Journal) { s.store.db.SetJournal(j) }
+
+// Restore applies the journal's recorded results over the seeded
+// population (which every hub seeds alike from the same seed, population
+// and seed_time) and empties every replica's cache.
+func (s *Service) Restore(ctx context.Context, load func(apply func(refsvc.Change) error) error) error {
+	applied, skipped, err := s.store.db.Restore(nil, load)
+	if err != nil {
+		return fmt.Errorf("restore health-code store: %w", err)
+	}
+	s.mu.RLock()
+	for c := range s.caches {
+		c.clear()
+	}
+	s.mu.RUnlock()
+	s.logger.Info("restored health-code results from the journal", "people", applied, "unknown_bucket_keys", skipped)
+	return nil
 }

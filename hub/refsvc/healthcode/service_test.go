@@ -413,7 +413,7 @@ func TestSeedingResumes(t *testing.T) {
 		t.Fatalf("first open seeded %d, want %d", n, cfg.Population)
 	}
 	// Pretend the second batch never committed.
-	err = s.db.Update(func(tx *bolt.Tx) error {
+	err = s.db.DB.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketPeople)
 		for i := seedBatch; i < cfg.Population; i++ {
 			if err := b.Delete(key(i)); err != nil {

@@ -9,6 +9,9 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/bureauhub/bureauhub/hub/refsvc"
+	"github.com/bureauhub/bureauhub/hub/refsvc/durable"
 )
 
 // Bucket and key names in the bbolt file.
@@ -30,7 +33,7 @@ const seedBatch = 20_000
 // store is the durable population. Its methods are safe for concurrent use
 // (bbolt serialises writers and gives readers snapshots).
 type store struct {
-	db         *bolt.DB
+	db         *durable.DB
 	population int
 	seedTime   time.Time
 }
@@ -49,7 +52,7 @@ func openStore(cfg Config, now time.Time) (s *store, seeded int, err error) {
 	if err != nil {
 		return nil, 0, fmt.Errorf("open store %s: %w", cfg.StorePath, err)
 	}
-	s = &store{db: db, population: cfg.Population}
+	s = &store{db: durable.New(db), population: cfg.Population}
 	defer func() {
 		if err != nil {
 			db.Close()
@@ -71,7 +74,7 @@ func openStore(cfg Config, now time.Time) (s *store, seeded int, err error) {
 // init writes or checks the population's parameters and returns how many
 // people are already written.
 func (s *store) init(cfg Config, now time.Time) (done int, err error) {
-	err = s.db.Update(func(tx *bolt.Tx) error {
+	err = s.db.DB.Update(func(tx *bolt.Tx) error {
 		if _, err := tx.CreateBucketIfNotExists(bucketPeople); err != nil {
 			return err
 		}
@@ -114,7 +117,7 @@ func (s *store) init(cfg Config, now time.Time) (done int, err error) {
 // seed writes people [from, to) and records the progress in the same
 // transaction.
 func (s *store) seed(seed uint64, from, to int) error {
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.db.DB.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketPeople)
 		b.FillPercent = 1 // keys arrive in order: pack pages full
 		for i := from; i < to; i++ {
@@ -153,9 +156,8 @@ func (s *store) get(i int) (r *record, ok bool, err error) {
 // latest sample). It returns the person as now stored and whether the
 // result was applied; ok is false if there is no such person.
 func (s *store) record(i int, at time.Time, positive bool) (r *record, applied, ok bool, err error) {
-	err = s.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketPeople)
-		v := b.Get(key(i))
+	err = s.db.Update(func(tx *durable.Tx) error {
+		v := tx.Bucket(bucketPeople).Get(key(i))
 		if v == nil {
 			return nil
 		}
@@ -170,9 +172,13 @@ func (s *store) record(i int, at time.Time, positive bool) (r *record, applied, 
 		}
 		r = &record{testTime: at.UTC(), positive: positive, doses: old.doses}
 		applied = true
-		return b.Put(key(i), appendRecord(nil, r))
+		return tx.Put(bucketPeople, key(i), appendRecord(nil, r))
 	})
 	if err != nil {
+		if errors.Is(err, refsvc.ErrNotDurable) {
+			// Committed here: the caller must still invalidate caches.
+			return r, applied, ok, fmt.Errorf("record result for person %d: %w", i, err)
+		}
 		return nil, false, false, fmt.Errorf("record result for person %d: %w", i, err)
 	}
 	return r, applied, ok, nil

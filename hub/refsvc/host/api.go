@@ -2,6 +2,7 @@ package host
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -64,7 +65,14 @@ func (h *Host) Handler(authorize Authorizer) http.Handler {
 			return
 		}
 		if err := h.Scale(s.cfg.Name, *body.Replicas); err != nil {
-			writeError(w, http.StatusBadRequest, "out_of_bounds", err.Error())
+			switch {
+			case errors.Is(err, ErrNotOwner):
+				writeError(w, http.StatusConflict, "not_owner", err.Error()+": send it to the owning hub")
+			case strings.HasPrefix(err.Error(), "replicas:"):
+				writeError(w, http.StatusBadRequest, "out_of_bounds", err.Error())
+			default:
+				writeError(w, http.StatusServiceUnavailable, "unavailable", err.Error())
+			}
 			return
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"status": "success", "data": s.status()})

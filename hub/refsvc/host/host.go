@@ -39,6 +39,10 @@ type ServiceConfig struct {
 	// ListenAddress is the stable address clients use; the load balancer
 	// behind it forwards to ready replicas.
 	ListenAddress string `yaml:"listen_address"`
+	// AdvertiseAddress is the address other hubs of a cluster forward this
+	// service's requests to while this hub runs it (default: the address
+	// the load balancer listens on; required when that is a wildcard).
+	AdvertiseAddress string `yaml:"advertise_address"`
 	// ReplicaHost is the address replicas listen on, each on a free port.
 	ReplicaHost string `yaml:"replica_host"`
 	// Replicas is the count started with.
@@ -122,9 +126,13 @@ type ReplicaStatus struct {
 
 // ServiceStatus is one service as the API shows it.
 type ServiceStatus struct {
-	Name     string          `json:"name"`
-	Tenant   string          `json:"tenant"`
-	Address  string          `json:"address"`
+	Name    string `json:"name"`
+	Tenant  string `json:"tenant"`
+	Address string `json:"address"`
+	// Active says whether this hub runs the service; in a cluster only
+	// the owner does (Owner), the others forward to it.
+	Active   bool            `json:"active"`
+	Owner    string          `json:"owner,omitempty"`
 	Desired  int             `json:"desired_replicas"`
 	Ready    int             `json:"ready_replicas"`
 	Min      int             `json:"min_replicas"`
@@ -143,23 +151,32 @@ type Host struct {
 	services map[string]*service
 	order    []string
 
+	coord          Coordinator // nil: every service runs here
+	self           string      // this hub's member name, with a coordinator
+	reconcileEvery time.Duration
+
 	replicas   *prometheus.GaugeVec
 	desired    *prometheus.GaugeVec
 	scaleOps   *prometheus.CounterVec
 	lbRequests *prometheus.CounterVec
+	owned      *prometheus.GaugeVec
 }
 
 // Hosted pairs a service with how it is hosted.
 type Hosted struct {
 	Config  ServiceConfig
 	Service refsvc.Service
+	// Journal, if set, keeps the service's state where other hubs reach
+	// it; required with a coordinator.
+	Journal Journal
 }
 
 // New builds a host for validated configs. Nothing runs until Run.
 func New(hosted []Hosted, logger *slog.Logger, reg prometheus.Registerer) (*Host, error) {
 	h := &Host{
-		logger:   logger,
-		services: map[string]*service{},
+		logger:         logger,
+		services:       map[string]*service{},
+		reconcileEvery: 200 * time.Millisecond,
 		replicas: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "bureauhub_refsvc_replicas", Help: "Replicas of each hosted service, by state (starting, ready, draining).",
 		}, []string{"service", "state"}),
@@ -170,66 +187,92 @@ func New(hosted []Hosted, logger *slog.Logger, reg prometheus.Registerer) (*Host
 			Name: "bureauhub_refsvc_scale_operations_total", Help: "Replica count changes, by service and direction (up, down).",
 		}, []string{"service", "direction"}),
 		lbRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "bureauhub_refsvc_lb_requests_total", Help: "Requests through each service's load balancer, by outcome (proxied, no_ready_replica, backend_error).",
+			Name: "bureauhub_refsvc_lb_requests_total", Help: "Requests through each service's load balancer, by outcome (proxied, forwarded to the owning hub, no_ready_replica, no_owner, backend_error).",
 		}, []string{"service", "outcome"}),
+		owned: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "bureauhub_refsvc_active", Help: "1 while this hub runs the service (in a cluster: owns it), else 0.",
+		}, []string{"service"}),
 	}
 	if reg != nil {
-		reg.MustRegister(h.replicas, h.desired, h.scaleOps, h.lbRequests)
+		reg.MustRegister(h.replicas, h.desired, h.scaleOps, h.lbRequests, h.owned)
 	}
 	for _, x := range hosted {
 		if _, dup := h.services[x.Config.Name]; dup {
 			return nil, fmt.Errorf("service %q is configured twice", x.Config.Name)
 		}
-		s := &service{host: h, cfg: x.Config, svc: x.Service, logger: logger.With("service", x.Config.Name),
-			replicas: map[string]*replica{}, desired: x.Config.Replicas}
+		s := &service{host: h, cfg: x.Config, svc: x.Service, journal: x.Journal, logger: logger.With("service", x.Config.Name),
+			replicas: map[string]*replica{}, desired: x.Config.Replicas,
+			fwdTransport: &http.Transport{
+				DialContext:         (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+				MaxIdleConnsPerHost: 256,
+				IdleConnTimeout:     60 * time.Second,
+			}}
+		if d, ok := x.Service.(refsvc.Durable); ok && x.Journal != nil {
+			d.SetJournal(x.Journal)
+		}
+		h.owned.WithLabelValues(x.Config.Name)
 		h.services[x.Config.Name] = s
 		h.order = append(h.order, x.Config.Name)
 		for _, st := range []string{StateStarting, StateReady, StateDraining} {
 			h.replicas.WithLabelValues(x.Config.Name, st)
 		}
-		for _, o := range []string{"proxied", "no_ready_replica", "backend_error"} {
+		for _, o := range []string{"proxied", "forwarded", "no_ready_replica", "no_owner", "backend_error"} {
 			h.lbRequests.WithLabelValues(x.Config.Name, o)
 		}
 	}
 	return h, nil
 }
 
-// Run starts each service's load balancer, its shared work and its
-// initial replicas, and serves until ctx ends; then it stops taking new
-// requests, drains every replica and closes the services.
+// Run starts each service's load balancer and journal; then, alone, its
+// shared work and initial replicas, or in a cluster, whenever this hub owns
+// it, its state from the journal, its shared work and its replicas. It
+// serves until ctx ends; then it stops taking new requests, drains every
+// replica and closes the services.
 func (h *Host) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
-	errs := make(chan error, len(h.order))
+	errs := make(chan error, 2*len(h.order))
 	started := []*service{}
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	closeAll := func() {
+		for _, name := range h.order {
+			if cerr := h.services[name].svc.Close(); cerr != nil {
+				h.logger.Error("close service", "service", name, "err", cerr)
+			}
+		}
+	}
+	fail := func(err error) error {
+		cancel()
+		for _, o := range started {
+			o.shutdown()
+		}
+		wg.Wait()
+		closeAll()
+		return err
+	}
 	for _, name := range h.order {
 		s := h.services[name]
 		if err := s.listen(); err != nil {
-			cancel()
-			for _, o := range started {
-				o.shutdown()
-			}
-			wg.Wait()
-			return err
+			return fail(err)
 		}
 		started = append(started, s)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := s.svc.Run(runCtx); err != nil {
-				errs <- fmt.Errorf("service %s: %w", s.cfg.Name, err)
-			}
-		}()
-		if err := s.scale(s.cfg.Replicas, "start"); err != nil {
-			cancel()
-			for _, o := range started {
-				o.shutdown()
-			}
-			wg.Wait()
-			return err
+		if s.journal != nil {
+			wg.Go(func() { _ = s.journal.Run(runCtx) })
 		}
-		h.logger.Info("hosting service", "service", name, "address", s.addr, "replicas", s.cfg.Replicas, "warm_up", s.cfg.WarmUp)
+		if h.coord == nil {
+			if err := s.activate(runCtx, errs); err != nil {
+				return fail(err)
+			}
+			h.logger.Info("hosting service", "service", name, "address", s.addr, "replicas", s.cfg.Replicas, "warm_up", s.cfg.WarmUp)
+			continue
+		}
+		adv := s.cfg.AdvertiseAddress
+		if adv == "" {
+			adv = s.addr
+		}
+		h.coord.SetServiceAddress(name, adv)
+		wg.Go(func() { s.reconcile(runCtx, errs) })
+		h.logger.Info("hosting service while this hub owns it", "service", name, "address", s.addr, "advertised", adv, "owner_key", OwnerKey(name))
 	}
 	var err error
 	select {
@@ -241,6 +284,7 @@ func (h *Host) Run(ctx context.Context) error {
 		s.shutdown()
 	}
 	wg.Wait()
+	closeAll()
 	return err
 }
 
@@ -255,6 +299,16 @@ func (h *Host) Scale(name string, n int) error {
 	}
 	if n < s.cfg.MinReplicas || n > s.cfg.MaxReplicas {
 		return fmt.Errorf("replicas: %d is outside [min_replicas %d, max_replicas %d] of service %s", n, s.cfg.MinReplicas, s.cfg.MaxReplicas, name)
+	}
+	if !s.isActive() {
+		owner := ""
+		if h.coord != nil {
+			owner, _ = h.coord.ServiceOwner(OwnerKey(name), name)
+		}
+		return fmt.Errorf("%w %s (its owner is hub %q)", ErrNotOwner, name, owner)
+	}
+	if err := s.journalDesired(n); err != nil {
+		return err
 	}
 	return s.scale(n, "api")
 }
@@ -280,10 +334,14 @@ func (h *Host) Tenant(name string) string {
 }
 
 type service struct {
-	host   *Host
-	cfg    ServiceConfig
-	svc    refsvc.Service
-	logger *slog.Logger
+	host    *Host
+	cfg     ServiceConfig
+	svc     refsvc.Service
+	journal Journal
+	logger  *slog.Logger
+
+	// fwdTransport carries requests forwarded to the owning hub.
+	fwdTransport *http.Transport
 
 	lb   *http.Server
 	addr string
@@ -292,6 +350,9 @@ type service struct {
 	scaleMu sync.Mutex // serialises scale so concurrent calls do not overshoot
 
 	mu       sync.Mutex
+	active   bool          // replicas run here
+	stopRun  func()        // ends the service's Run, while active
+	runDone  chan struct{} // closed when that Run has returned
 	desired  int
 	next     int // replica ID sequence
 	replicas map[string]*replica
@@ -374,6 +435,10 @@ func (s *service) done(r *replica) {
 }
 
 func (s *service) serveLB(w http.ResponseWriter, req *http.Request) {
+	if s.host.coord != nil && !s.isActive() {
+		s.forward(w, req)
+		return
+	}
 	r := s.pick()
 	if r == nil {
 		s.host.lbRequests.WithLabelValues(s.cfg.Name, "no_ready_replica").Inc()
@@ -393,6 +458,10 @@ func (s *service) scale(n int, why string) error {
 	if s.closed {
 		s.mu.Unlock()
 		return errors.New("host is stopping")
+	}
+	if !s.active {
+		s.mu.Unlock()
+		return fmt.Errorf("%w %s", ErrNotOwner, s.cfg.Name)
 	}
 	old := s.desired
 	s.desired = n
@@ -588,21 +657,19 @@ func (s *service) shutdown() {
 	}
 	s.mu.Lock()
 	s.closed = true
-	for _, r := range s.replicas {
-		s.drainLocked(r)
-	}
 	s.mu.Unlock()
-	s.stopping.Wait()
-	if err := s.svc.Close(); err != nil {
-		s.logger.Error("close service", "err", err)
-	}
+	s.deactivate()
+	s.fwdTransport.CloseIdleConnections()
 }
 
 func (s *service) status() ServiceStatus {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := ServiceStatus{Name: s.cfg.Name, Tenant: s.cfg.Tenant, Address: s.addr, Desired: s.desired,
+	st := ServiceStatus{Name: s.cfg.Name, Tenant: s.cfg.Tenant, Address: s.addr, Desired: s.desired, Active: s.active,
 		Min: s.cfg.MinReplicas, Max: s.cfg.MaxReplicas, WarmUp: s.cfg.WarmUp.String(), Replicas: []ReplicaStatus{}}
+	if s.host.coord != nil {
+		st.Owner, _ = s.host.coord.ServiceOwner(OwnerKey(s.cfg.Name), s.cfg.Name)
+	}
 	for _, r := range s.replicas {
 		if r.state == StateReady {
 			st.Ready++
