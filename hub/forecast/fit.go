@@ -199,6 +199,7 @@ type candidate struct {
 	model
 	Evaluation
 	rel []float64 // relative residuals (actual-pred)/max(|pred|, floor)
+	lvl []float64 // the max(|pred|, floor) each was made relative to
 }
 
 func fit(s Series, o Options) (Forecast, []Evaluation, error) {
@@ -275,7 +276,7 @@ func fit(s Series, o Options) (Forecast, []Evaluation, error) {
 
 	hOut := h + gap
 	out.Values = chosen.predict(y, hOut)
-	out.Lower, out.Upper = intervals(out.Values, chosen.rel, y, floor, tw, mc.IntervalCoverage)
+	out.Lower, out.Upper = intervals(out.Values, chosen.rel, chosen.lvl, y, floor, tw, mc.IntervalCoverage)
 	if minOf(y) >= 0 {
 		// Rates and counts cannot go negative, whatever a trend says.
 		for i := range out.Values {
@@ -402,6 +403,7 @@ func evaluate(c model, y []float64, origins []int, h int, floor, peakWeight floa
 			sumAPE += math.Abs(a-p) / math.Max(math.Abs(a), floor)
 			cnt++
 			ev.rel = append(ev.rel, (a-p)/math.Max(math.Abs(p), floor))
+			ev.lvl = append(ev.lvl, math.Max(math.Abs(p), floor))
 			if a > peakVal {
 				peakVal, peakPred = a, p
 			}
@@ -460,16 +462,54 @@ func scores(evals []candidate) string {
 	return "score " + strings.Join(parts, ", ")
 }
 
-// intervals turns backtest relative residuals into a prediction interval
-// around pred. Without a backtest it uses the spread of the last trend
-// window (1.4826*MAD, normal 2-sigma) instead.
-func intervals(pred, rel, y []float64, floor float64, tw int, coverage float64) (lower, upper []float64) {
+// intervals turns backtest relative residuals (rel, each made relative to
+// the level in lvl) into a prediction interval around pred. The relative
+// error is not the same at every level: request counts carry Poisson
+// noise, relatively larger at low rates, so quantiles of all residuals
+// pooled would be too wide at a surge and too narrow at night. The
+// interval at a predicted level uses the quantiles of the residuals of the
+// levelNeighbours backtest points whose level is nearest (on a log scale).
+// Without a backtest it uses the spread of the last trend window
+// (1.4826*MAD, normal 2-sigma) instead.
+func intervals(pred, rel, lvl, y []float64, floor float64, tw int, coverage float64) (lower, upper []float64) {
 	lower, upper = make([]float64, len(pred)), make([]float64, len(pred))
 	if len(rel) >= 5 {
-		qlo := math.Min(0, quantile(rel, (1-coverage)/2))
-		qhi := math.Max(0, quantile(rel, (1+coverage)/2))
+		// Residuals by level, for the nearest-level search.
+		idx := make([]int, len(rel))
+		for i := range idx {
+			idx[i] = i
+		}
+		sort.Slice(idx, func(a, b int) bool { return lvl[idx[a]] < lvl[idx[b]] })
+		logs := make([]float64, len(idx))
+		for i, j := range idx {
+			logs[i] = math.Log(lvl[j])
+		}
+		k := levelNeighbours(len(rel))
+		near := make([]float64, 0, k)
 		for i, p := range pred {
 			d := math.Max(math.Abs(p), floor)
+			at := math.Log(d)
+			// Grow [lo, hi) from where at would sit to the k nearest.
+			hi := sort.SearchFloat64s(logs, at)
+			lo := hi
+			for hi-lo < k {
+				switch {
+				case lo == 0:
+					hi++
+				case hi == len(logs):
+					lo--
+				case at-logs[lo-1] <= logs[hi]-at:
+					lo--
+				default:
+					hi++
+				}
+			}
+			near = near[:0]
+			for _, j := range idx[lo:hi] {
+				near = append(near, rel[j])
+			}
+			qlo := math.Min(0, quantile(near, (1-coverage)/2))
+			qhi := math.Max(0, quantile(near, (1+coverage)/2))
 			lower[i], upper[i] = p+qlo*d, p+qhi*d
 		}
 		return lower, upper
@@ -485,6 +525,13 @@ func intervals(pred, rel, y []float64, floor float64, tw int, coverage float64) 
 		lower[i], upper[i] = p-spread, p+spread
 	}
 	return lower, upper
+}
+
+// levelNeighbours is how many backtest residuals at the nearest levels
+// set the interval at a level: a third of them, at least 20 (all when
+// fewer), enough for a 90% band's tails.
+func levelNeighbours(n int) int {
+	return min(n, max(20, n/3))
 }
 
 // prepare trims leading and trailing missing points (NaN or ±Inf) and fills

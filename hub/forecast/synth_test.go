@@ -19,6 +19,7 @@ type synth struct {
 	surge        bool
 	growth       float64 // relative growth per period
 	noise        float64 // relative Gaussian noise sigma
+	counts       bool    // add count noise: Gaussian with sigma sqrt(value), as Poisson counts have
 	shiftFrom    int     // index from which the level is multiplied by shift
 	shift        float64
 	seed         uint64
@@ -68,6 +69,9 @@ func (g synth) series(start time.Time, n int) Series {
 	v := make([]float64, n)
 	for i := range v {
 		v[i] = g.truth(i) * (1 + g.noise*rng.NormFloat64())
+		if g.counts {
+			v[i] += math.Sqrt(g.truth(i)) * rng.NormFloat64()
+		}
 	}
 	return Series{Start: start, Step: g.step, Values: v}
 }
