@@ -145,6 +145,9 @@ type result struct {
 	FirstScaleUp string `json:"first_scale_up_before_surge,omitempty"`
 	// Forecast describes the predictive run's last forecast model.
 	Forecast string `json:"forecast,omitempty"`
+	// SurgeForecast describes the predictive run's last decision by the
+	// forecast term before the event.
+	SurgeForecast string `json:"surge_forecast,omitempty"`
 }
 
 func run(ctx context.Context, args []string) error {
@@ -553,6 +556,8 @@ func replay(ctx context.Context, logger *slog.Logger, p params, sc scenario, dat
 	observed := func(t time.Time) float64 { return rec.rate(t, p.wall(p.RateWindow)) }
 	target := p.PerReplica * p.TargetUtilization
 	var forecaster *forecast.Forecaster
+	var surgeMu sync.Mutex
+	var surgeDecision *autoscale.Decision
 	switch way {
 	case wayReactive:
 		pol := autoscale.DefaultHPAPolicy(1, p.MaxReplicas)
@@ -602,6 +607,27 @@ func replay(ctx context.Context, logger *slog.Logger, p params, sc scenario, dat
 		}
 		wg.Go(func() { _ = forecaster.Run(runCtx) })
 		wg.Go(func() { _ = as.Run(runCtx) })
+		// Keep the last decision the forecast made before the event, to
+		// report which bound of which forecast sized the surge.
+		eventWall := clock.ToWall(date.Add(sc.Events[0]))
+		wg.Go(func() {
+			t := time.NewTicker(p.wall(p.Sync))
+			defer t.Stop()
+			for time.Now().Before(eventWall) {
+				for _, ts := range as.Recommendations(nil) {
+					if d := ts.Decision; d != nil && d.Explanation.Term == autoscale.TermForecast && d.Explanation.Forecast != nil {
+						surgeMu.Lock()
+						surgeDecision = d
+						surgeMu.Unlock()
+					}
+				}
+				select {
+				case <-runCtx.Done():
+					return
+				case <-t.C:
+				}
+			}
+		})
 	}
 
 	lg := loadgen.Config{}
@@ -636,6 +662,18 @@ func replay(ctx context.Context, logger *slog.Logger, p params, sc scenario, dat
 			r.Forecast = fmt.Sprintf("%s, backtest MAPE %.3f", f.Model, f.MAPE)
 		}
 	}
+	surgeMu.Lock()
+	if d := surgeDecision; d != nil {
+		fu := d.Explanation.Forecast
+		trust := "trusted"
+		if !fu.Trusted {
+			trust = "not trusted"
+		}
+		r.SurgeForecast = fmt.Sprintf("%s, backtest MAPE %.3f (%s): %d replicas for its %s %.0f/s (value %.0f, upper %.0f), decided at %s",
+			fu.Model, float64(fu.MAPE), trust, d.Recommended, fu.Bound, float64(fu.Used), float64(fu.Peak), float64(fu.PeakUpper),
+			clock.ToSim(d.Time).Format("15:04:05"))
+	}
+	surgeMu.Unlock()
 	say("  %s: %d violation seconds (%d in the surge), %d failed, %.0f replica-seconds (minimum %.0f, +%.0f%%), replicas %s",
 		way, r.ViolationSeconds, r.SurgeViolationSeconds, r.Failed, r.ReplicaSeconds, r.MinReplicaSeconds, 100*r.OverProvisioning, r.Replicas)
 	return r, rec, nil
@@ -858,6 +896,9 @@ func markdown(rs []result, p params, catalog map[string]scenario, cmd string) st
 		for _, r := range by[name] {
 			if r.Way == wayPredictive && r.Forecast != "" {
 				fmt.Fprintf(&b, "\nPredictive run's last forecast: %s.\n", r.Forecast)
+				if r.SurgeForecast != "" {
+					fmt.Fprintf(&b, "Its last decision by the forecast before %s: %s.\n", tod(sc.Events[0]), r.SurgeForecast)
+				}
 			}
 		}
 		if name == loadgen.ScenarioVisaRelease {
