@@ -146,7 +146,7 @@ services:
   data_dir: %s
   healthcode:
     hosting: {tenant: health, listen_address: "127.0.0.1:%d", replicas: 2, max_replicas: 6, warm_up: 300ms, drain_timeout: 5s}
-    config: {population: 2000, capacity: {concurrency: 8, service_time: 5ms}}
+    config: {population: 2000, seed_time: "2026-11-01T00:00:00Z", capacity: {concurrency: 8, service_time: 5ms}}
   booking:
     hosting: {tenant: consular, listen_address: "127.0.0.1:%d", replicas: 1, max_replicas: 4, warm_up: 300ms, drain_timeout: 5s}
     config: {store: {no_sync: true}, releases: [{at: "00:00", fraction: 0.5}]}
