@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -38,6 +39,11 @@ func servicesTop(dir string, h *serviceHub, epoch time.Time) string {
   healthcode:
     hosting: {tenant: health, listen_address: "127.0.0.1:%d", replicas: 1, max_replicas: 5, warm_up: 300ms, drain_timeout: 5s}
     config: {population: 2000, seed_time: "2026-11-05T09:00:00+08:00", capacity: {concurrency: 8, service_time: 2ms}}
+autoscale:
+  audit_flush_interval: 200ms
+  targets:
+    - {name: booking, tenant: consular, service: booking, rate_expr: "sum(rate(booking_requests_total[10s]))",
+       mode: dry-run, min: 1, max: 5, warm_up: 300ms, sync_interval: 1s, capacity: {default_per_replica: 100}}
 `, filepath.Join(dir, "services-"+h.name), epoch.UTC().Format(time.RFC3339), h.booking, h.health)
 }
 
@@ -273,6 +279,35 @@ func TestClusterHostedServices(t *testing.T) {
 		}
 	}
 	t.Logf("%d attempts, %d confirmed bookings all kept, %d not confirmed (answered an error around the kill)", attempts, len(confirmed), unconfirmed)
+
+	// Exactly one hub decided for the booking target at a time: its
+	// decisions (one per 1 s sync) never come closer than half a sync,
+	// and the successor took them over.
+	waitFor(t, 30*time.Second, func() (bool, string) {
+		var after uint64
+		err := e.conn.QueryRow(context.Background(), "SELECT count() FROM "+e.db+".autoscale_events WHERE target = 'booking' AND event = 'decision' AND ts > ?",
+			killedAt.Add(5*time.Second).UnixMilli()).Scan(&after)
+		return err == nil && after >= 2, fmt.Sprintf("%d decisions by the successor (%v)", after, err)
+	})
+	rows, err := e.conn.Query(context.Background(), "SELECT ts FROM "+e.db+".autoscale_events WHERE target = 'booking' AND event = 'decision' ORDER BY ts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var decisions []int64
+	for rows.Next() {
+		var ts int64
+		if err := rows.Scan(&ts); err != nil {
+			t.Fatal(err)
+		}
+		decisions = append(decisions, ts)
+	}
+	rows.Close()
+	for i := 1; i < len(decisions); i++ {
+		if gap := decisions[i] - decisions[i-1]; gap < 500 {
+			t.Errorf("booking decisions %d ms apart at %s: two hubs decided for one target", gap, time.UnixMilli(decisions[i]).Format(time.RFC3339Nano))
+		}
+	}
+	t.Logf("%d autoscale decisions for booking, one hub at a time", len(decisions))
 
 	// The recorded result survived too (the health-code owner may or may
 	// not have been the victim).
