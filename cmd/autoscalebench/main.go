@@ -899,6 +899,16 @@ func markdown(rs []result, p params, catalog map[string]scenario, cmd string) st
 		}
 		goals[name] = g
 		for _, r := range by[name] {
+			// Replicas for 1.2 × the peak cannot miss the SLO unless
+			// the machine could not run them: the whole run is suspect.
+			if r.Way == wayFixedPeak && r.ViolationSeconds > 0 {
+				fmt.Fprintf(&b, "\n**Contention:** the history day %s, at %s replicas sized for 1.2 × the peak, had %d violation "+
+					"seconds: the machine was busy with other work during this run, which also distorts the forecaster's history. "+
+					"Do not compare these numbers; rerun.\n", r.Date, r.Replicas, r.ViolationSeconds)
+				say("contention: %s %s at %s replicas had %d violation seconds", name, r.Date, r.Replicas, r.ViolationSeconds)
+			}
+		}
+		for _, r := range by[name] {
 			if r.Way == wayPredictive && r.Forecast != "" {
 				fmt.Fprintf(&b, "\nPredictive run's last forecast: %s.\n", r.Forecast)
 				if r.SurgeForecast != "" {
