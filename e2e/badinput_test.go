@@ -28,6 +28,7 @@ import (
 type rawClient struct {
 	stream fpb.Federation_PushClient
 	seq    uint64
+	agent  string // the batches' agent_id; "raw-client" when empty
 }
 
 func (e *env) dial(t *testing.T, token string) fpb.Federation_PushClient {
@@ -61,7 +62,11 @@ func (e *env) openStream(t *testing.T, token string) (fpb.Federation_PushClient,
 func (c *rawClient) send(t *testing.T, payload []byte, samples int) (*fpb.Ack, error) {
 	t.Helper()
 	c.seq++
-	if err := c.stream.Send(&fpb.Batch{AgentId: "raw-client", Seq: c.seq, Encoding: fpb.Encoding_ENCODING_SNAPPY_PROMPB,
+	agent := c.agent
+	if agent == "" {
+		agent = "raw-client"
+	}
+	if err := c.stream.Send(&fpb.Batch{AgentId: agent, Seq: c.seq, Encoding: fpb.Encoding_ENCODING_SNAPPY_PROMPB,
 		Payload: payload, Samples: uint32(samples)}); err != nil && !errors.Is(err, io.EOF) {
 		t.Fatal(err)
 	}

@@ -80,6 +80,20 @@ func (f *fakeStore) LoadProgress(context.Context) (map[clickhouse.AgentKey]uint6
 	return map[clickhouse.AgentKey]uint64{}, nil
 }
 
+// HasSample looks the sample up in the successful writes.
+func (f *fakeStore) HasSample(_ context.Context, tenant string, fp uint64, ts int64) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, b := range f.blocks {
+		for i := range b.Fingerprints {
+			if b.Fingerprints[i] == fp && b.Timestamps[i] == ts && b.Tenants[i] == tenant {
+				return true, nil
+			}
+		}
+	}
+	return false, nil
+}
+
 // snapshot returns the successful writes so far.
 func (f *fakeStore) snapshot() ([]clickhouse.Block, []map[clickhouse.AgentKey]uint64) {
 	f.mu.Lock()

@@ -32,7 +32,7 @@ func newMetrics(reg prometheus.Registerer, queueCap int) (*metrics, error) {
 		}, []string{"tenant"}),
 		batches: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "bureauhub_ingest_batches_total",
-			Help: "Batches received, by tenant and outcome (stored, duplicate, invalid, rate_limited, failed).",
+			Help: "Batches received, by tenant and outcome (stored, duplicate, stored_before: resent after a lost acknowledgement and found already stored, invalid, rate_limited, failed).",
 		}, []string{"tenant", "outcome"}),
 		duplicates: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "bureauhub_ingest_duplicate_samples_total",

@@ -26,6 +26,8 @@ import (
 type Store interface {
 	BlockWriter
 	LoadProgress(ctx context.Context) (map[clickhouse.AgentKey]uint64, error)
+	// HasSample reports whether one sample is stored (see storedBefore).
+	HasSample(ctx context.Context, tenant string, fp uint64, ts int64) (bool, error)
 }
 
 // maxSnappyRatio bounds a snappy block's expansion (see admit).
@@ -256,6 +258,10 @@ func (s *Service) Push(stream fpb.Federation_PushServer) error {
 	}()
 
 	first := true
+	// probing: this stream's batches may have been stored by a hub that
+	// died before recording its progress (see storedBefore); checked
+	// until the first batch that was not.
+	probing := true
 	for {
 		var r recvd
 		select {
@@ -317,6 +323,23 @@ func (s *Service) Push(stream fpb.Federation_PushServer) error {
 			acks <- ack
 			continue
 		}
+		if probing {
+			stored, err := s.storedBefore(ctx, it)
+			if err != nil {
+				s.tracker.complete([]*pending{mine}, err)
+				release([]*pending{mine})
+				return finish(status.Error(codes.Unavailable, "check for a batch stored before its acknowledgement was lost: "+err.Error()))
+			}
+			if stored {
+				s.tracker.complete([]*pending{mine}, nil)
+				release([]*pending{mine})
+				s.m.batches.WithLabelValues(principal.Tenant, "stored_before").Inc()
+				s.m.duplicates.WithLabelValues(principal.Tenant).Add(float64(b.Samples))
+				acks <- &fpb.Ack{Seq: b.Seq, Code: uint32(codes.OK), Duplicate: true}
+				continue
+			}
+			probing = false
+		}
 		if err := s.writer.enqueue(ctx, it, mine, nil); err != nil {
 			s.forgetSeriesRows(it)
 			s.tracker.complete([]*pending{mine}, err)
@@ -340,6 +363,29 @@ func (s *Service) Push(stream fpb.Federation_PushServer) error {
 			acks <- ack
 		})
 	}
+}
+
+// storedBefore reports whether a resent batch is already stored: a hub
+// killed after its samples INSERT returned and before its agent_progress
+// INSERT did (docs/storage.md) stored it without recording its seq. Its
+// first and last samples are looked up by primary key; both present means
+// the batch's one INSERT completed (a hub's death cannot cut a block that
+// ClickHouse received whole). Only the first batches of a stream are
+// checked, until one is not stored: the window holds only batches whose
+// acknowledgements were lost when their stream broke.
+func (s *Service) storedBefore(ctx context.Context, it *item) (bool, error) {
+	if len(it.fps) == 0 {
+		return false, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	for _, i := range []int{0, len(it.fps) - 1} {
+		ok, err := s.store.HasSample(ctx, it.tenant, it.fps[i], it.ts[i])
+		if err != nil || !ok {
+			return false, err
+		}
+	}
+	return true, nil
 }
 
 func maxTimestamp(ts []int64) int64 {

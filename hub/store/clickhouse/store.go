@@ -299,6 +299,17 @@ func (s *Store) LoadProgress(ctx context.Context) (map[AgentKey]uint64, error) {
 	return out, rows.Err()
 }
 
+// HasSample reports whether the sample of series fp at ts (milliseconds)
+// is stored for tenant: a primary-key point lookup.
+func (s *Store) HasSample(ctx context.Context, tenant string, fp uint64, ts int64) (bool, error) {
+	var n uint64
+	err := s.conn.QueryRow(ctx, "SELECT count() FROM "+s.db+".samples WHERE tenant = ? AND fingerprint = ? AND ts = ?", tenant, fp, ts).Scan(&n)
+	if err != nil {
+		return false, fmt.Errorf("query samples: %w", err)
+	}
+	return n > 0, nil
+}
+
 // LoadAgentProgress returns the highest stored batch sequence of one
 // agent (0 if none), as any hub of a cluster wrote it.
 func (s *Store) LoadAgentProgress(ctx context.Context, k AgentKey) (uint64, error) {
