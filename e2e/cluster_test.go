@@ -235,14 +235,14 @@ func TestClusterFailoverAndJoin(t *testing.T) {
 			rest = append(rest, h)
 		}
 	}
-	// An agent pushing through the hubs, the victim last: a SIGKILLed hub
-	// may have stored a batch it never acknowledged (docs/storage.md), so
-	// this test kills a hub the agent is not shipping to; ingest failover
-	// itself is TestFailover's and TestHubOutage's.
+	// An agent pushing through the hubs, the victim first: the SIGKILL
+	// cuts its stream mid-run, possibly between a stored batch and its
+	// acknowledgement (docs/storage.md); it fails over to the next hub and
+	// every sample must still be stored exactly once.
 	port := freePort(t)
 	cfg := e.agentConfig("consular", "vm-1", port, filepath.Join(e.dir, "buf"), "host_metrics: {enabled: false}\n")
 	cfg = strings.Replace(cfg, fmt.Sprintf("addresses: [%q]", e.hubAddr()),
-		fmt.Sprintf("addresses: [%q, %q, %q]", rest[0].addr(), rest[1].addr(), victim.addr()), 1)
+		fmt.Sprintf("addresses: [%q, %q, %q]", victim.addr(), rest[0].addr(), rest[1].addr()), 1)
 	a := e.startAgent("agent", cfg, port)
 	p := newPusher(a.url)
 	ctx, stopPush := context.WithCancel(context.Background())
