@@ -175,6 +175,7 @@ func run(ctx context.Context, args []string) error {
 	fs.Float64Var(&p.DayVariation, "day-variation", 0.05, "seeded day-to-day level variation")
 	hcRate := fs.Float64("healthcode.rate", 100, "healthcode-0740: usual daytime peak in requests per wall second (the surge is 10x)")
 	visaRate := fs.Float64("visa.rate", 600, "visa-release: peak slot refreshes per wall second (of the biggest release; 08:00 draws 3/4 of it)")
+	note := fs.String("note", "", "a note printed under the machine line of the report (e.g. about contention and reruns)")
 	fs.BoolVar(&p.Verbose, "v", false, "print each replay's replica counts and per-second SLO around the event")
 	out := fs.String("out", "bench-out", "directory for autoscale.md and autoscale.json")
 	fs.StringVar(&p.Ways, "ways", "fixed,reactive,predictive", "ways of replaying the compared day (fixed needs predictive: it spends the predictive run's mean)")
@@ -236,7 +237,7 @@ func run(ctx context.Context, args []string) error {
 	if err := os.WriteFile(filepath.Join(*out, "autoscale.json"), js, 0o644); err != nil {
 		return err
 	}
-	md := markdown(results, p, catalog, strings.Join(os.Args, " "))
+	md := markdown(results, p, catalog, strings.Join(os.Args, " "), *note)
 	if err := os.WriteFile(filepath.Join(*out, "autoscale.md"), []byte(md), 0o644); err != nil {
 		return err
 	}
@@ -676,6 +677,12 @@ func replay(ctx context.Context, logger *slog.Logger, p params, sc scenario, dat
 		r.SurgeForecast = fmt.Sprintf("%s, backtest MAPE %.3f (%s): %d replicas for its %s %.0f/s (value %.0f, upper %.0f), decided at %s",
 			fu.Model, float64(fu.MAPE), trust, d.Recommended, fu.Bound, float64(fu.Used), float64(fu.Peak), float64(fu.PeakUpper),
 			clock.ToSim(d.Time).Format("15:04:05"))
+		// How close the decision came to the other bound: the trust
+		// threshold is a step, and MAPE moves from run to run.
+		if fu.Trusted && float64(fu.MAPE) > 0.8*p.TrustedMAPE {
+			r.SurgeForecast += fmt.Sprintf(" — close to trusted_mape %.2f: above it the same decision sizes for the upper bound, %d replicas",
+				p.TrustedMAPE, int(math.Ceil(float64(fu.PeakUpper)/(p.PerReplica*p.TargetUtilization)-1e-9)))
+		}
 	}
 	surgeMu.Unlock()
 	say("  %s: %d violation seconds (%d in the surge), %d failed, %.0f replica-seconds (minimum %.0f, +%.0f%%), replicas %s",
@@ -817,11 +824,14 @@ func newService(name, dir string, capCfg capacity.Config, logger *slog.Logger, c
 	}
 }
 
-func markdown(rs []result, p params, catalog map[string]scenario, cmd string) string {
+func markdown(rs []result, p params, catalog map[string]scenario, cmd, note string) string {
 	var b strings.Builder
 	hostname, _ := os.Hostname()
 	fmt.Fprintf(&b, "## Autoscaling: fixed vs reactive vs predictive\n\n")
 	fmt.Fprintf(&b, "Machine: %s, %d CPUs, %s/%s. Command: `%s`. Date: %s.\n\n", hostname, runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, cmd, time.Now().UTC().Format(time.RFC3339))
+	if note != "" {
+		fmt.Fprintf(&b, "Note: %s\n\n", note)
+	}
 	wall := func(d time.Duration) string { return p.wall(d).Round(time.Millisecond).String() }
 	fmt.Fprintf(&b, "Each scenario's window of the simulated day %s is replayed at %gx time compression against the real "+
 		"reference service behind the host's load balancer, each replica %d concurrent requests of %v (%.0f requests/s), "+
