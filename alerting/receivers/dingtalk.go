@@ -140,11 +140,6 @@ type dingTalkAt struct {
 	IsAtAll   bool     `json:"isAtAll,omitempty"`
 }
 
-type dingTalkResponse struct {
-	ErrCode *int   `json:"errcode"`
-	ErrMsg  string `json:"errmsg"`
-}
-
 // dingTalkSign signs a request as DingTalk documents: the base64 of
 // HMAC-SHA256 keyed by the secret over "timestamp\nsecret", with the
 // timestamp in milliseconds. Both go into the query, URL-escaped.
@@ -157,12 +152,10 @@ func dingTalkSign(secret string, now time.Time) (timestamp, sign string) {
 
 // Notify implements notify.Notifier.
 func (n *dingTalk) Notify(ctx context.Context, alerts ...*types.Alert) (bool, error) {
-	key, err := notify.ExtractGroupKey(ctx)
+	logger, data, err := groupData(ctx, &n.sender, n.tmpl, alerts)
 	if err != nil {
 		return false, err
 	}
-	logger := n.sender.logger.With("group_key", key)
-	data := notify.GetTemplateData(ctx, n.tmpl, alerts, logger)
 
 	var tmplErr error
 	tmpl := notify.TmplText(n.tmpl, data, &tmplErr)
@@ -193,16 +186,9 @@ func (n *dingTalk) Notify(ctx context.Context, alerts ...*types.Alert) (bool, er
 		q.Set("sign", sign)
 		u.RawQuery = q.Encode()
 	}
-	resp, retry, err := n.sender.do(ctx, http.MethodPost, u.String(), "application/json", nil, body)
+	resp, retry, err := n.sender.post(ctx, http.MethodPost, u.String(), "application/json", nil, body)
 	if err != nil {
 		return retry, err
 	}
-	if retry, err := checkStatus(resp); err != nil {
-		return retry, err
-	}
-	var dr dingTalkResponse
-	if err := json.Unmarshal(resp.body, &dr); err != nil || dr.ErrCode == nil {
-		return false, notify.NewErrorWithReason(notify.DefaultReason, fmt.Errorf("unexpected dingtalk response: %s", detail(resp.body)))
-	}
-	return checkCode("dingtalk", *dr.ErrCode, dr.ErrMsg, dingTalkCodes)
+	return checkErrcode("dingtalk", resp.body, dingTalkCodes)
 }

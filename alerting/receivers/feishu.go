@@ -185,12 +185,10 @@ func feishuSign(secret string, now time.Time) (timestamp, sign string) {
 
 // Notify implements notify.Notifier.
 func (n *feishu) Notify(ctx context.Context, alerts ...*types.Alert) (bool, error) {
-	key, err := notify.ExtractGroupKey(ctx)
+	logger, data, err := groupData(ctx, &n.sender, n.tmpl, alerts)
 	if err != nil {
 		return false, err
 	}
-	logger := n.sender.logger.With("group_key", key)
-	data := notify.GetTemplateData(ctx, n.tmpl, alerts, logger)
 
 	var tmplErr error
 	tmpl := notify.TmplText(n.tmpl, data, &tmplErr)
@@ -228,13 +226,10 @@ func (n *feishu) Notify(ctx context.Context, alerts ...*types.Alert) (bool, erro
 		return false, fmt.Errorf("encode feishu message: %w", err)
 	}
 
-	resp, retry, err := n.sender.do(ctx, http.MethodPost, n.conf.URL.String(), "application/json", nil, body)
-	if err != nil {
-		return retry, err
-	}
 	// Feishu answers malformed requests with a 400 and a code; the status
 	// decides retrying there.
-	if retry, err := checkStatus(resp); err != nil {
+	resp, retry, err := n.sender.post(ctx, http.MethodPost, n.conf.URL.String(), "application/json", nil, body)
+	if err != nil {
 		return retry, err
 	}
 	var fr feishuResponse

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/prometheus/alertmanager/notify"
+	"github.com/prometheus/alertmanager/template"
+	"github.com/prometheus/alertmanager/types"
 	commoncfg "github.com/prometheus/common/config"
 	"github.com/prometheus/common/model"
 )
@@ -102,6 +104,41 @@ func contextError(ctx context.Context, err error) error {
 		err = fmt.Errorf("%w (%w)", err, ctxErr)
 	}
 	return err
+}
+
+// groupData is what every receiver's Notify starts with: a logger carrying
+// the group key and the template data of the alerts.
+func groupData(ctx context.Context, s *sender, t *template.Template, alerts []*types.Alert) (*slog.Logger, *template.Data, error) {
+	key, err := notify.ExtractGroupKey(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	logger := s.logger.With("group_key", key)
+	return logger, notify.GetTemplateData(ctx, t, alerts, logger), nil
+}
+
+// post sends body and applies checkStatus; the caller reads the body of a
+// 2xx answer.
+func (s *sender) post(ctx context.Context, method, url, contentType string, header http.Header, body []byte) (response, bool, error) {
+	resp, retry, err := s.do(ctx, method, url, contentType, header, body)
+	if err != nil {
+		return resp, retry, err
+	}
+	retry, err = checkStatus(resp)
+	return resp, retry, err
+}
+
+// checkErrcode reads a {"errcode": n, "errmsg": "..."} answer (DingTalk,
+// WeCom) and applies checkCode.
+func checkErrcode(kind string, body []byte, rules map[int]codeRule) (bool, error) {
+	var r struct {
+		ErrCode *int   `json:"errcode"`
+		ErrMsg  string `json:"errmsg"`
+	}
+	if err := json.Unmarshal(body, &r); err != nil || r.ErrCode == nil {
+		return false, notify.NewErrorWithReason(notify.DefaultReason, fmt.Errorf("unexpected %s response: %s", kind, detail(body)))
+	}
+	return checkCode(kind, *r.ErrCode, r.ErrMsg, rules)
 }
 
 // checkStatus applies Alertmanager's webhook retry convention: 2xx is

@@ -212,12 +212,10 @@ func newSMS(c *SMSConfig, t *template.Template, l *slog.Logger) (*sms, error) {
 
 // Notify implements notify.Notifier.
 func (n *sms) Notify(ctx context.Context, alerts ...*types.Alert) (bool, error) {
-	key, err := notify.ExtractGroupKey(ctx)
+	logger, data, err := groupData(ctx, &n.sender, n.tmpl, alerts)
 	if err != nil {
 		return false, err
 	}
-	logger := n.sender.logger.With("group_key", key)
-	data := notify.GetTemplateData(ctx, n.tmpl, alerts, logger)
 
 	msg, err := n.tmpl.ExecuteTextString(n.conf.Message, data)
 	if err != nil {
@@ -247,11 +245,8 @@ func (n *sms) Notify(ctx context.Context, alerts ...*types.Alert) (bool, error) 
 		header.Set(k, string(v))
 	}
 
-	resp, retry, err := n.sender.do(ctx, n.conf.Method, u, n.conf.ContentType, header, body)
+	resp, retry, err := n.sender.post(ctx, n.conf.Method, u, n.conf.ContentType, header, body)
 	if err != nil {
-		return retry, err
-	}
-	if retry, err := checkStatus(resp); err != nil {
 		return retry, err
 	}
 	if err := n.checkBody(resp.body); err != nil {

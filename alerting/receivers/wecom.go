@@ -109,19 +109,12 @@ type weComMarkdown struct {
 	Content string `json:"content"`
 }
 
-type weComResponse struct {
-	ErrCode *int   `json:"errcode"`
-	ErrMsg  string `json:"errmsg"`
-}
-
 // Notify implements notify.Notifier.
 func (n *weCom) Notify(ctx context.Context, alerts ...*types.Alert) (bool, error) {
-	key, err := notify.ExtractGroupKey(ctx)
+	logger, data, err := groupData(ctx, &n.sender, n.tmpl, alerts)
 	if err != nil {
 		return false, err
 	}
-	logger := n.sender.logger.With("group_key", key)
-	data := notify.GetTemplateData(ctx, n.tmpl, alerts, logger)
 
 	var tmplErr error
 	content := notify.TmplText(n.tmpl, data, &tmplErr)(n.conf.Message)
@@ -135,16 +128,9 @@ func (n *weCom) Notify(ctx context.Context, alerts ...*types.Alert) (bool, error
 	if err != nil {
 		return false, fmt.Errorf("encode wecom message: %w", err)
 	}
-	resp, retry, err := n.sender.do(ctx, http.MethodPost, n.conf.URL.String(), "application/json", nil, body)
+	resp, retry, err := n.sender.post(ctx, http.MethodPost, n.conf.URL.String(), "application/json", nil, body)
 	if err != nil {
 		return retry, err
 	}
-	if retry, err := checkStatus(resp); err != nil {
-		return retry, err
-	}
-	var wr weComResponse
-	if err := json.Unmarshal(resp.body, &wr); err != nil || wr.ErrCode == nil {
-		return false, notify.NewErrorWithReason(notify.DefaultReason, fmt.Errorf("unexpected wecom response: %s", detail(resp.body)))
-	}
-	return checkCode("wecom", *wr.ErrCode, wr.ErrMsg, weComCodes)
+	return checkErrcode("wecom", resp.body, weComCodes)
 }
