@@ -6,33 +6,14 @@ package main
 
 import (
 	"context"
-	"flag"
-	"fmt"
 	"os"
-	"os/signal"
-	"syscall"
 
+	"github.com/bureauhub/bureauhub/bench/benchenv"
 	"github.com/bureauhub/bureauhub/bench/clusterbench"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:]); err != nil {
-		fmt.Fprintln(os.Stderr, "clusterbench:", err)
-		os.Exit(1)
-	}
-}
-
-func run(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("clusterbench", flag.ContinueOnError)
-	var cfg clusterbench.Config
-	cfg.RegisterFlags(fs)
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %q", fs.Args())
-	}
-	return clusterbench.Run(ctx, cfg, os.Stderr)
+	benchenv.Main[clusterbench.Config]("clusterbench", func(ctx context.Context, cfg clusterbench.Config, _ []string) error {
+		return clusterbench.Run(ctx, cfg, os.Stderr)
+	})
 }
