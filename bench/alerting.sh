@@ -17,28 +17,7 @@ cd "$(dirname "$0")/.."
 BIN="${BIN:-bin}"
 OUT="${BENCH_OUT:-bench-out}"
 
-log() { echo "bench/alerting.sh: $*" >&2; }
-
-have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/usr/bin/$1" ]; }
-
-apt_updated=0
-apt_install() {
-	if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
-		log "cannot install $*: not root or no apt-get"
-		return 1
-	fi
-	export DEBIAN_FRONTEND=noninteractive
-	if apt-get install -y -qq "$@" >/dev/null; then
-		return 0
-	fi
-	if [ "$apt_updated" = 0 ]; then
-		apt_updated=1
-		apt-get update -qq >&2 || true
-		apt-get install -y -qq "$@" >/dev/null && return 0
-	fi
-	log "apt-get install $* failed"
-	return 1
-}
+. bench/lib.sh
 
 ./scripts/ensure-clickhouse.sh
 
