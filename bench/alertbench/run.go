@@ -2,7 +2,6 @@ package alertbench
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -85,7 +84,7 @@ func (r *runner) stopAll(from int) {
 // before it returns, also when ctx ends.
 func Run(ctx context.Context, cfg Config, log io.Writer) (err error) {
 	if cfg.RenderFrom != "" {
-		return render(cfg, log)
+		return benchenv.Rerender(cfg.RenderFrom, filepath.Join(cfg.OutDir, "alerting.md"), Markdown, log)
 	}
 	cfg.ApplyDefaults()
 	if err := cfg.Validate(); err != nil {
@@ -97,15 +96,8 @@ func Run(ctx context.Context, cfg Config, log io.Writer) (err error) {
 	if err := os.MkdirAll(cfg.OutDir, 0o755); err != nil {
 		return err
 	}
-	work := cfg.WorkDir
-	if work == "" {
-		if work, err = os.MkdirTemp("", "alertbench-"); err != nil {
-			return err
-		}
-	} else if err := os.MkdirAll(work, 0o755); err != nil {
-		return err
-	}
-	if work, err = filepath.Abs(work); err != nil {
+	work, err := benchenv.WorkDir(cfg.WorkDir, "alertbench")
+	if err != nil {
 		return err
 	}
 	began := time.Now()
@@ -226,22 +218,4 @@ func (r *runner) findBaseline() {
 		r.res.Versions[sysAM] = binVersion(am)
 		r.cfg.AlertmanagerBinary = am
 	}
-}
-
-// render rewrites alerting.md from an earlier run's alerting.json.
-func render(cfg Config, out io.Writer) error {
-	b, err := os.ReadFile(cfg.RenderFrom)
-	if err != nil {
-		return err
-	}
-	var res Results
-	if err := json.Unmarshal(b, &res); err != nil {
-		return fmt.Errorf("%s: %w", cfg.RenderFrom, err)
-	}
-	md := Markdown(&res)
-	if err := os.WriteFile(filepath.Join(cfg.OutDir, "alerting.md"), []byte(md), 0o644); err != nil {
-		return err
-	}
-	_, err = io.WriteString(out, md)
-	return err
 }

@@ -157,3 +157,34 @@ func Tail(s string, n int) string {
 	}
 	return strings.Join(lines, "\n")
 }
+
+// WorkDir returns dir made absolute and created, or, when dir is empty, a
+// new temporary directory named after prefix.
+func WorkDir(dir, prefix string) (string, error) {
+	if dir == "" {
+		return os.MkdirTemp("", prefix+"-")
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	return filepath.Abs(dir)
+}
+
+// Rerender rewrites a report from an earlier run's JSON results (from):
+// markdown renders them, the result goes to mdPath and to out.
+func Rerender[R any](from, mdPath string, markdown func(*R) string, out io.Writer) error {
+	b, err := os.ReadFile(from)
+	if err != nil {
+		return err
+	}
+	var res R
+	if err := json.Unmarshal(b, &res); err != nil {
+		return fmt.Errorf("%s: %w", from, err)
+	}
+	md := markdown(&res)
+	if err := os.WriteFile(mdPath, []byte(md), 0o644); err != nil {
+		return err
+	}
+	_, err = io.WriteString(out, md)
+	return err
+}

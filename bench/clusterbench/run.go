@@ -2,7 +2,6 @@ package clusterbench
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -126,7 +125,7 @@ func (r *runner) note(format string, args ...any) {
 // before it returns, also when ctx ends.
 func Run(ctx context.Context, cfg Config, log io.Writer) (err error) {
 	if cfg.RenderFrom != "" {
-		return render(cfg, log)
+		return benchenv.Rerender(cfg.RenderFrom, filepath.Join(cfg.OutDir, "cluster.md"), Markdown, log)
 	}
 	cfg.ApplyDefaults()
 	if err := cfg.Validate(); err != nil {
@@ -138,15 +137,8 @@ func Run(ctx context.Context, cfg Config, log io.Writer) (err error) {
 	if err := os.MkdirAll(cfg.OutDir, 0o755); err != nil {
 		return err
 	}
-	work := cfg.WorkDir
-	if work == "" {
-		if work, err = os.MkdirTemp("", "clusterbench-"); err != nil {
-			return err
-		}
-	} else if err := os.MkdirAll(work, 0o755); err != nil {
-		return err
-	}
-	if work, err = filepath.Abs(work); err != nil {
+	work, err := benchenv.WorkDir(cfg.WorkDir, "clusterbench")
+	if err != nil {
 		return err
 	}
 	began := time.Now()
@@ -362,24 +354,6 @@ func clusterSettings() ClusterSettings {
 		GossipInterval: c.GossipInterval.String(), Settle: c.Settle.String(),
 		SuspicionTimeout: time.Duration(float64(c.SuspicionMult) * scale * float64(c.ProbeInterval)).String(),
 	}
-}
-
-// render rewrites cluster.md from an earlier run's cluster.json.
-func render(cfg Config, out io.Writer) error {
-	b, err := os.ReadFile(cfg.RenderFrom)
-	if err != nil {
-		return err
-	}
-	var res Results
-	if err := json.Unmarshal(b, &res); err != nil {
-		return fmt.Errorf("%s: %w", cfg.RenderFrom, err)
-	}
-	md := Markdown(&res)
-	if err := os.WriteFile(filepath.Join(cfg.OutDir, "cluster.md"), []byte(md), 0o644); err != nil {
-		return err
-	}
-	_, err = io.WriteString(out, md)
-	return err
 }
 
 func machine() Machine {

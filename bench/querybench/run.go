@@ -140,7 +140,7 @@ type manifest struct {
 // cfg.OutDir; progress goes to log.
 func Run(ctx context.Context, cfg Config, log io.Writer) (err error) {
 	if cfg.RenderFrom != "" {
-		return render(cfg, log)
+		return benchenv.Rerender(cfg.RenderFrom, filepath.Join(cfg.OutDir, "query.md"), Markdown, log)
 	}
 	if err := cfg.Validate(); err != nil {
 		return err
@@ -604,22 +604,4 @@ func (r *runner) queryPhase(ctx context.Context, d *Dataset, qs []Query, vm *tar
 		r.logf("%s", line)
 	}
 	return nil
-}
-
-// render rewrites query.md from an earlier run's query.json.
-func render(cfg Config, out io.Writer) error {
-	b, err := os.ReadFile(cfg.RenderFrom)
-	if err != nil {
-		return err
-	}
-	var res Results
-	if err := json.Unmarshal(b, &res); err != nil {
-		return fmt.Errorf("%s: %w", cfg.RenderFrom, err)
-	}
-	md := Markdown(&res)
-	if err := os.WriteFile(filepath.Join(cfg.OutDir, "query.md"), []byte(md), 0o644); err != nil {
-		return err
-	}
-	_, err = io.WriteString(out, md)
-	return err
 }
