@@ -77,6 +77,7 @@ func (s *service) reconcile(ctx context.Context, errs chan<- error) {
 	t := time.NewTicker(s.host.reconcileEvery)
 	defer t.Stop()
 	for {
+		s.follow()
 		owns := s.host.coord.Owns(OwnerKey(s.cfg.Name))
 		switch active := s.isActive(); {
 		case owns && !active:
@@ -191,34 +192,41 @@ func (s *service) journalDesired(n int) error {
 	return nil
 }
 
+// forwarding is where this hub sends the requests of a service it does
+// not run: the owner's name and address, and a proxy to that address.
+type forwarding struct {
+	owner, addr string
+	proxy       *httputil.ReverseProxy
+}
+
+// follow points forwarding at the service's current owner; reconcile
+// calls it every tick, so requests never look the owner up themselves.
+func (s *service) follow() {
+	owner, addr := s.host.coord.ServiceOwner(OwnerKey(s.cfg.Name), s.cfg.Name)
+	s.fwdMu.Lock()
+	defer s.fwdMu.Unlock()
+	if owner == s.fwd.owner && addr == s.fwd.addr {
+		return
+	}
+	s.fwd = forwarding{owner: owner, addr: addr}
+	if addr != "" && owner != s.host.self {
+		s.fwd.proxy = s.newProxy(&url.URL{Scheme: "http", Host: addr}, s.fwdTransport,
+			http.Header{forwardedHeader: {s.host.self}}, "hub "+owner+" running "+s.cfg.Name)
+	}
+}
+
 // forward sends a request for a service this hub does not run to the hub
 // that does.
 func (s *service) forward(w http.ResponseWriter, req *http.Request) {
-	owner, addr := s.host.coord.ServiceOwner(OwnerKey(s.cfg.Name), s.cfg.Name)
-	if req.Header.Get(forwardedHeader) != "" || addr == "" || owner == s.host.self {
+	s.fwdMu.Lock()
+	proxy := s.fwd.proxy
+	s.fwdMu.Unlock()
+	if req.Header.Get(forwardedHeader) != "" || proxy == nil {
 		s.host.lbRequests.WithLabelValues(s.cfg.Name, "no_owner").Inc()
 		w.Header().Set("Retry-After", "1")
 		http.Error(w, `{"error":"`+s.cfg.Name+` is moving to another hub","reason":"no_owner"}`, http.StatusServiceUnavailable)
 		return
 	}
 	s.host.lbRequests.WithLabelValues(s.cfg.Name, "forwarded").Inc()
-	target := &url.URL{Scheme: "http", Host: addr}
-	proxy := &httputil.ReverseProxy{
-		Rewrite: func(pr *httputil.ProxyRequest) {
-			pr.SetURL(target)
-			pr.Out.Host = pr.In.Host
-			pr.SetXForwarded()
-			pr.Out.Header.Set(forwardedHeader, s.host.self)
-		},
-		Transport: s.fwdTransport,
-		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-			if r.Context().Err() != nil {
-				return
-			}
-			s.host.lbRequests.WithLabelValues(s.cfg.Name, "backend_error").Inc()
-			w.Header().Set("Retry-After", "1")
-			http.Error(w, `{"error":"hub `+owner+` running `+s.cfg.Name+` did not answer","reason":"backend_error"}`, http.StatusBadGateway)
-		},
-	}
 	proxy.ServeHTTP(w, req)
 }

@@ -340,8 +340,11 @@ type service struct {
 	journal Journal
 	logger  *slog.Logger
 
-	// fwdTransport carries requests forwarded to the owning hub.
+	// fwdTransport carries requests forwarded to the owning hub; fwd is
+	// the proxy to it, kept current by reconcile.
 	fwdTransport *http.Transport
+	fwdMu        sync.Mutex
+	fwd          forwarding
 
 	lb   *http.Server
 	addr string
@@ -541,22 +544,7 @@ func (s *service) startReplica() error {
 		MaxIdleConnsPerHost: 512,
 		IdleConnTimeout:     60 * time.Second,
 	}
-	r.proxy = &httputil.ReverseProxy{
-		Rewrite: func(pr *httputil.ProxyRequest) {
-			pr.SetURL(target)
-			pr.Out.Host = pr.In.Host
-			pr.SetXForwarded()
-		},
-		Transport: r.transport,
-		ErrorHandler: func(w http.ResponseWriter, req *http.Request, err error) {
-			if req.Context().Err() != nil {
-				return
-			}
-			s.host.lbRequests.WithLabelValues(s.cfg.Name, "backend_error").Inc()
-			s.logger.Warn("replica did not answer", "replica", id, "err", err)
-			http.Error(w, `{"error":"replica `+id+` did not answer","reason":"backend_error"}`, http.StatusBadGateway)
-		},
-	}
+	r.proxy = s.newProxy(target, r.transport, nil, "replica "+id)
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
@@ -700,6 +688,32 @@ func (s *service) updateGauges() {
 	s.mu.Unlock()
 	for _, st := range []string{StateStarting, StateReady, StateDraining} {
 		s.host.replicas.WithLabelValues(s.cfg.Name, st).Set(float64(counts[st]))
+	}
+}
+
+// newProxy forwards to target over transport, setting header (if any) on
+// each request; a backend that does not answer is counted and answered
+// 502 naming who (a replica, or the hub running the service).
+func (s *service) newProxy(target *url.URL, transport http.RoundTripper, header http.Header, who string) *httputil.ReverseProxy {
+	return &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(target)
+			pr.Out.Host = pr.In.Host
+			pr.SetXForwarded()
+			for k, v := range header {
+				pr.Out.Header[k] = v
+			}
+		},
+		Transport: transport,
+		ErrorHandler: func(w http.ResponseWriter, req *http.Request, err error) {
+			if req.Context().Err() != nil {
+				return
+			}
+			s.host.lbRequests.WithLabelValues(s.cfg.Name, "backend_error").Inc()
+			s.logger.Warn("backend did not answer", "backend", who, "err", err)
+			w.Header().Set("Retry-After", "1")
+			http.Error(w, `{"error":"`+who+` did not answer","reason":"backend_error"}`, http.StatusBadGateway)
+		},
 	}
 }
 
