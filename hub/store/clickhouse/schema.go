@@ -47,6 +47,27 @@ var migrations = [][]string{
 		PARTITION BY tuple()
 		ORDER BY (tenant, agent_id)`,
 	},
+	{
+		// chunks holds compacted samples: the raw samples of a finished UTC
+		// day, per series, as Prometheus XOR chunks (tsdb/chunkenc) of up
+		// to chunkSamples samples each (see compact.go). A chunk never
+		// spans two days, so it sits in its day's partition and retention
+		// drops the same partitions here as in samples. The key ends with
+		// the chunk's hash: a compaction run again after a crash writes
+		// identical rows, which the engine folds, and never folds two
+		// different chunks that start at the same timestamp.
+		`CREATE TABLE IF NOT EXISTS {db}.chunks (
+			tenant LowCardinality(String),
+			fingerprint UInt64,
+			min_ts Int64,
+			max_ts Int64,
+			hash UInt64,
+			samples UInt32,
+			data String
+		) ENGINE = ReplacingMergeTree()
+		PARTITION BY toYYYYMMDD(toDateTime(intDiv(min_ts, 1000)), 'UTC')
+		ORDER BY (tenant, fingerprint, min_ts, hash)`,
+	},
 }
 
 // SchemaVersion is the schema version this build migrates to.

@@ -31,6 +31,8 @@ type Config struct {
 	// ReadTimeout bounds one statement, inserts included.
 	ReadTimeout  time.Duration `yaml:"read_timeout"`
 	MaxOpenConns int           `yaml:"max_open_conns"`
+	// Compaction rewrites finished days into Prometheus XOR chunks.
+	Compaction CompactionConfig `yaml:"compaction"`
 }
 
 // SetDefaults fills unset fields.
@@ -50,6 +52,7 @@ func (c *Config) SetDefaults() {
 	if c.MaxOpenConns == 0 {
 		c.MaxOpenConns = 8
 	}
+	c.Compaction.setDefaults()
 }
 
 var identRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
@@ -75,7 +78,7 @@ func (c *Config) Validate() error {
 	if c.MaxOpenConns < 1 {
 		return errors.New("clickhouse.max_open_conns: must be at least 1")
 	}
-	return nil
+	return c.Compaction.validate()
 }
 
 // SeriesRow is one row of the series table.
@@ -125,6 +128,13 @@ type Store struct {
 	writeSeconds *prometheus.HistogramVec
 	rowsWritten  *prometheus.CounterVec
 	writeErrors  *prometheus.CounterVec
+
+	compactDays        prometheus.Counter
+	compactSamples     prometheus.Counter
+	compactChunks      prometheus.Counter
+	compactFailures    prometheus.Counter
+	compactSeconds     prometheus.Histogram
+	compactLastSuccess prometheus.Gauge
 }
 
 // Open prepares a connection pool; it does not contact the server (Migrate
@@ -167,9 +177,35 @@ func Open(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Store, e
 			Name: "bureauhub_clickhouse_write_errors_total",
 			Help: "Failed ClickHouse inserts, by table.",
 		}, []string{"table"}),
+		compactDays: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "bureauhub_compaction_days_total",
+			Help: "Days of raw samples compacted into chunks.",
+		}),
+		compactSamples: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "bureauhub_compaction_samples_total",
+			Help: "Samples written into chunks by compaction.",
+		}),
+		compactChunks: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "bureauhub_compaction_chunks_total",
+			Help: "Chunks written by compaction.",
+		}),
+		compactFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "bureauhub_compaction_failures_total",
+			Help: "Compactions of a day that failed (the day stays raw and is tried again).",
+		}),
+		compactSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "bureauhub_compaction_duration_seconds",
+			Help:    "Time to compact one day.",
+			Buckets: prometheus.ExponentialBuckets(0.1, 2, 14),
+		}),
+		compactLastSuccess: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "bureauhub_compaction_last_success_timestamp_seconds",
+			Help: "When a day was last compacted.",
+		}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{s.writeSeconds, s.rowsWritten, s.writeErrors} {
+		for _, c := range []prometheus.Collector{s.writeSeconds, s.rowsWritten, s.writeErrors, s.compactDays, s.compactSamples,
+			s.compactChunks, s.compactFailures, s.compactSeconds, s.compactLastSuccess} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("register clickhouse metrics: %w", err)
 			}

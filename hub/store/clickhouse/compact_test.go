@@ -1,0 +1,332 @@
+package clickhouse
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/value"
+	"github.com/prometheus/prometheus/storage"
+	"github.com/prometheus/prometheus/tsdb/chunkenc"
+)
+
+// compactFixture is a store with samples written, and the same samples
+// kept in memory: what every read must return.
+type compactFixture struct {
+	t      *testing.T
+	s      *Store
+	want   map[string]map[int64]float64 // by metric name, then timestamp
+	fps    map[string]uint64
+	tenant string
+}
+
+func newCompactFixture(t *testing.T) *compactFixture {
+	s, _ := openStore(t)
+	if err := s.Migrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return &compactFixture{t: t, s: s, want: map[string]map[int64]float64{}, fps: map[string]uint64{}, tenant: "consular"}
+}
+
+// write stores samples of series name at the given times (values from f),
+// and a series row for every UTC day they touch.
+func (f *compactFixture) write(name string, ts []int64, v func(i int) float64) {
+	f.t.Helper()
+	ls := labels.FromStrings("__name__", name, "job", "booking")
+	fp := Fingerprint(ls)
+	f.fps[name] = fp
+	if f.want[name] == nil {
+		f.want[name] = map[int64]float64{}
+	}
+	var b Block
+	days := map[int64]bool{}
+	for i, t := range ts {
+		x := v(i)
+		b.Tenants = append(b.Tenants, f.tenant)
+		b.Fingerprints = append(b.Fingerprints, fp)
+		b.Timestamps = append(b.Timestamps, t)
+		b.Values = append(b.Values, x)
+		f.want[name][t] = x
+		if d := t / dayMillis; !days[d] {
+			days[d] = true
+			b.Series = append(b.Series, SeriesRow{Tenant: f.tenant, Date: time.UnixMilli(d * dayMillis).UTC(), Fingerprint: fp,
+				MetricName: name, LabelNames: []string{"job"}, LabelValues: []string{"booking"}})
+		}
+	}
+	if err := f.s.WriteBlock(context.Background(), &b); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+// check reads every series over [mint, maxt] through Select and compares
+// with what was written, bit for bit (staleness markers included), and
+// walks each series again with Seek to random times.
+func (f *compactFixture) check(what string, mint, maxt int64) {
+	f.t.Helper()
+	q, err := f.s.Queryable(Scope{Tenants: []string{f.tenant}}, Limits{}).Querier(mint, maxt)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	set := q.Select(context.Background(), true, &storage.SelectHints{Start: mint, End: maxt},
+		labels.MustNewMatcher(labels.MatchEqual, "job", "booking"))
+	got := map[string][]fSample{}
+	for set.Next() {
+		s := set.At()
+		var out []fSample
+		it := s.Iterator(nil)
+		for it.Next() != chunkenc.ValNone {
+			t, v := it.At()
+			out = append(out, fSample{t, v})
+		}
+		if err := it.Err(); err != nil {
+			f.t.Fatalf("%s: iterate: %v", what, err)
+		}
+		got[s.Labels().Get("__name__")] = out
+	}
+	if err := set.Err(); err != nil {
+		f.t.Fatalf("%s: select: %v", what, err)
+	}
+	for name, all := range f.want {
+		var want []fSample
+		for t, v := range all {
+			if t >= mint && t <= maxt {
+				want = append(want, fSample{t, v})
+			}
+		}
+		slices.SortFunc(want, func(a, b fSample) int { return int(a.t - b.t) })
+		g := got[name]
+		if len(g) != len(want) {
+			f.t.Fatalf("%s: %s has %d samples in [%d, %d], want %d", what, name, len(g), mint, maxt, len(want))
+		}
+		for i := range want {
+			if g[i].t != want[i].t || math.Float64bits(g[i].f) != math.Float64bits(want[i].f) {
+				f.t.Fatalf("%s: %s sample %d is %v @%d, want %v @%d", what, name, i, g[i].f, g[i].t, want[i].f, want[i].t)
+			}
+		}
+		if len(want) == 0 {
+			continue
+		}
+		// Seek: forward jumps land on the first sample at or after the
+		// target; a Seek backwards stays put.
+		it := f.s.mustIterator(f.t, name, mint, maxt, f.tenant)
+		rng := rand.New(rand.NewPCG(uint64(len(want)), 7))
+		pos := -1
+		for target := mint - 1000; ; {
+			target += rng.Int64N(4 * 3_600_000)
+			vt := it.Seek(target)
+			j, _ := slices.BinarySearchFunc(want, target, func(s fSample, t int64) int { return int(s.t - t) })
+			j = max(j, pos)
+			if j >= len(want) {
+				if vt != chunkenc.ValNone {
+					f.t.Fatalf("%s: %s Seek(%d) found a sample past the end", what, name, target)
+				}
+				break
+			}
+			if vt != chunkenc.ValFloat || it.AtT() != want[j].t {
+				f.t.Fatalf("%s: %s Seek(%d) = %v at %d, want %d", what, name, target, vt, it.AtT(), want[j].t)
+			}
+			pos = j
+			if back := it.Seek(target - 3_600_000); back != chunkenc.ValFloat || it.AtT() != want[j].t {
+				f.t.Fatalf("%s: %s Seek backwards moved to %d, want to stay at %d", what, name, it.AtT(), want[j].t)
+			}
+		}
+	}
+}
+
+// mustIterator returns an iterator over one series in [mint, maxt].
+func (s *Store) mustIterator(t *testing.T, name string, mint, maxt int64, tenant string) chunkenc.Iterator {
+	t.Helper()
+	q, err := s.Queryable(Scope{Tenants: []string{tenant}}, Limits{}).Querier(mint, maxt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := q.Select(context.Background(), false, nil, labels.MustNewMatcher(labels.MatchEqual, "__name__", name))
+	if !set.Next() {
+		t.Fatalf("no series %s: %v", name, set.Err())
+	}
+	return set.At().Iterator(nil)
+}
+
+func (f *compactFixture) rawDays() []string {
+	f.t.Helper()
+	days, err := f.s.RawDays(context.Background())
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	var out []string
+	for _, d := range days {
+		out = append(out, d.Format(time.DateOnly))
+	}
+	return out
+}
+
+func (f *compactFixture) count(sql string) uint64 {
+	f.t.Helper()
+	var n uint64
+	if err := f.s.Conn().QueryRow(context.Background(), fmt.Sprintf(sql, f.s.Database())).Scan(&n); err != nil {
+		f.t.Fatal(err)
+	}
+	return n
+}
+
+// TestCompaction compacts a day of raw samples into chunks, and checks
+// that every read gives the samples written, bit for bit, before, after
+// and across compaction: a day half compacted, late samples written into
+// a compacted day (read merged, then compacted again into overlapping
+// chunks), a day compacted twice, and ranges that cut chunks.
+func TestCompaction(t *testing.T) {
+	f := newCompactFixture(t)
+	ctx := context.Background()
+	day1 := time.Date(2026, 11, 18, 0, 0, 0, 0, time.UTC)
+	day2 := day1.Add(24 * time.Hour)
+	d1 := day1.UnixMilli()
+	stale := math.Float64frombits(value.StaleNaN)
+
+	// Two days at 15 s with jitter: a counter, a gauge with a staleness
+	// marker and odd values, and a series with a gap.
+	var ts []int64
+	for i := range 2 * 5760 {
+		ts = append(ts, d1+int64(i)*15000+int64(i*7%5))
+	}
+	f.write("requests_total", ts, func(i int) float64 { return float64(i * 3) })
+	f.write("temperature", ts, func(i int) float64 {
+		switch i % 1000 {
+		case 999:
+			return stale
+		case 500:
+			return math.Inf(1)
+		}
+		return 20 + math.Sin(float64(i)/50)
+	})
+	gap := append(slices.Clone(ts[:1000]), ts[3000:6000]...)
+	f.write("sparse", gap, func(i int) float64 { return float64(i % 7) })
+	whole := func(what string) {
+		f.check(what+", both days", d1-1, d1+2*dayMillis)
+		f.check(what+", a range cutting chunks", d1+3_600_000+7_000, d1+dayMillis+5*3_600_000+1)
+		f.check(what+", one sample", ts[100], ts[100])
+		f.check(what+", across midnight", d1+dayMillis-600_000, d1+dayMillis+600_000)
+	}
+	whole("raw")
+	if got := f.rawDays(); !slices.Equal(got, []string{"2026-11-18", "2026-11-19"}) {
+		t.Fatalf("raw days %v", got)
+	}
+
+	// The horizon is the end of day 1: only day 1 is compacted.
+	done, err := f.s.CompactBefore(ctx, day2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Day 1 holds 5760 samples of each full series, and 1000 + 2760 of
+	// sparse (its second run, i = 3000..5999, crosses midnight at 5760).
+	if len(done) != 1 || done[0].Samples != 5760+5760+1000+2760 || done[0].Series != 3 || done[0].RawRows != uint64(done[0].Samples) {
+		t.Fatalf("compacted %+v", done)
+	}
+	if got := f.rawDays(); !slices.Equal(got, []string{"2026-11-19"}) {
+		t.Fatalf("raw days after compacting day 1: %v", got)
+	}
+	if n := f.count("SELECT count() FROM %s.samples WHERE ts < " + fmt.Sprint(d1+dayMillis)); n != 0 {
+		t.Fatalf("%d raw samples of day 1 left", n)
+	}
+	if n := f.count("SELECT sum(samples) FROM %s.chunks"); n != uint64(done[0].Samples) {
+		t.Fatalf("chunks hold %d samples, compaction wrote %d", n, done[0].Samples)
+	}
+	if n := testutil.ToFloat64(f.s.compactDays); n != 1 {
+		t.Fatalf("compacted days metric %v", n)
+	}
+	whole("day 1 compacted")
+
+	// Late samples in day 1: some written again (the same values), one new.
+	late := ts[200:400]
+	f.write("requests_total", late, func(i int) float64 { return float64((i + 200) * 3) })
+	f.write("requests_total", []int64{d1 + 7}, func(int) float64 { return -1 })
+	whole("late samples over chunks")
+	if _, err := f.s.CompactDay(ctx, day1); err != nil {
+		t.Fatal(err)
+	}
+	whole("day 1 compacted twice (overlapping chunks)")
+
+	// Compacting the same raw rows twice writes identical chunks.
+	if _, err := f.s.CompactDay(ctx, day2); err != nil {
+		t.Fatal(err)
+	}
+	whole("both days compacted")
+	if got := f.rawDays(); len(got) != 0 {
+		t.Fatalf("raw days after compacting both: %v", got)
+	}
+	chunksBefore := f.count("SELECT count() FROM %s.chunks FINAL")
+	f.write("temperature", ts[5760:], func(i int) float64 {
+		i += 5760
+		switch i % 1000 {
+		case 999:
+			return stale
+		case 500:
+			return math.Inf(1)
+		}
+		return 20 + math.Sin(float64(i)/50)
+	})
+	if _, err := f.s.CompactDay(ctx, day2); err != nil {
+		t.Fatal(err)
+	}
+	if n := f.count("SELECT count() FROM %s.chunks FINAL"); n != chunksBefore {
+		t.Fatalf("compacting the same raw rows again left %d chunks, want %d (identical chunks fold)", n, chunksBefore)
+	}
+	whole("day 2 compacted twice from the same rows")
+
+	// A day that has not ended (by the horizon) stays raw.
+	f.write("requests_total", []int64{time.Now().UnixMilli()}, func(int) float64 { return 1 })
+	if done, err := f.s.CompactBefore(ctx, time.Now().Add(-time.Hour)); err != nil || len(done) != 0 {
+		t.Fatalf("compacted %v (%v); want nothing before the horizon", done, err)
+	}
+	if got := f.rawDays(); len(got) != 1 {
+		t.Fatalf("raw days %v, want today's", got)
+	}
+}
+
+// TestCompactionBytesPerSample compacts a day of node-like series and
+// checks that the chunks take well under half the raw rows' bytes on disk
+// (the realistic figure is measured by make bench).
+func TestCompactionBytesPerSample(t *testing.T) {
+	f := newCompactFixture(t)
+	ctx := context.Background()
+	day := time.Date(2026, 11, 17, 0, 0, 0, 0, time.UTC)
+	rng := rand.New(rand.NewPCG(3, 4))
+	const series, perSeries = 40, 5760
+	for s := range series {
+		var ts []int64
+		for i := range perSeries {
+			ts = append(ts, day.UnixMilli()+int64(s*300)+int64(i)*15000+rng.Int64N(5))
+		}
+		name := fmt.Sprintf("node_metric_%d", s)
+		switch s % 3 {
+		case 0: // CPU seconds
+			v := 0.0
+			f.write(name, ts, func(int) float64 { v += float64(rng.IntN(1500)) / 100; return v })
+		case 1: // constant gauge
+			f.write(name, ts, func(int) float64 { return 16e9 })
+		default: // memory in pages
+			f.write(name, ts, func(int) float64 { return 8e9 + 4096*float64(rng.IntN(1000)) })
+		}
+	}
+	bytesOf := func(table string) float64 {
+		if err := f.s.Conn().Exec(ctx, "OPTIMIZE TABLE "+f.s.Database()+"."+table+" FINAL"); err != nil {
+			t.Fatal(err)
+		}
+		return float64(f.count("SELECT sum(bytes_on_disk) FROM system.parts WHERE database = '%s' AND table = '" + table + "' AND active"))
+	}
+	raw := bytesOf("samples") / (series * perSeries)
+	if _, err := f.s.CompactDay(ctx, day); err != nil {
+		t.Fatal(err)
+	}
+	compacted := bytesOf("chunks") / (series * perSeries)
+	t.Logf("bytes per sample on disk (%d series x %d samples): raw %.3f, chunks %.3f", series, perSeries, raw, compacted)
+	if compacted > raw/2 {
+		t.Errorf("chunks take %.2f bytes per sample, raw rows %.2f; want under half", compacted, raw)
+	}
+	f.check("compacted", day.UnixMilli(), day.UnixMilli()+dayMillis)
+}
