@@ -34,6 +34,8 @@ type promStorage struct {
 	storage.Appendable // not used by promqltest; nil
 	s                  *Store
 	tenant             string
+	// compact has every commit compact what it wrote into chunks.
+	compact bool
 }
 
 func (p *promStorage) Querier(mint, maxt int64) (storage.Querier, error) {
@@ -87,14 +89,33 @@ func (a *promAppender) Append(_ storage.SeriesRef, ls labels.Labels, _, t int64,
 func (a *promAppender) Commit() error {
 	err := a.p.s.WriteBlock(context.Background(), &a.b)
 	a.b.Reset()
-	return err
+	if err != nil || !a.p.compact {
+		return err
+	}
+	ctx := context.Background()
+	days, err := a.p.s.RawDays(ctx)
+	if err != nil {
+		return err
+	}
+	for _, d := range days {
+		if _, err := a.p.s.CompactDay(ctx, d); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (a *promAppender) Rollback() error { a.b.Reset(); return nil }
 
 var dbSeq atomic.Int64
 
-func newPromStorage(tb testing.TB) storage.Storage {
+func newPromStorage(tb testing.TB) storage.Storage { return openPromStorage(tb, false) }
+
+// newCompactingPromStorage is newPromStorage with every commit compacted
+// into chunks.
+func newCompactingPromStorage(tb testing.TB) storage.Storage { return openPromStorage(tb, true) }
+
+func openPromStorage(tb testing.TB, compact bool) storage.Storage {
 	srv := chtest.Server(tb)
 	db := chtest.NewDatabase(tb)
 	cfg := Config{Addr: []string{srv.Addr()}, Database: db}
@@ -107,7 +128,7 @@ func newPromStorage(tb testing.TB) storage.Storage {
 	if err := s.Migrate(context.Background()); err != nil {
 		tb.Fatal(err)
 	}
-	return &promStorage{s: s, tenant: "test"}
+	return &promStorage{s: s, tenant: "test", compact: compact}
 }
 
 // promqlTestFiles returns Prometheus's own PromQL test files from the
@@ -159,8 +180,15 @@ func floatSections(content string) (kept string, dropped, total int) {
 // TestPromQLBuiltinSuite runs Prometheus's built-in PromQL test files
 // against the ClickHouse store. Sections that load native histograms are
 // left out, because the store refuses those samples (errNativeHistograms);
-// every float section runs. What was left out is printed.
+// every float section runs. What was left out is printed. The suite runs
+// twice: over raw samples, and with every load compacted into chunks as
+// soon as it is written (so that later loads of a test merge with chunks).
 func TestPromQLBuiltinSuite(t *testing.T) {
+	t.Run("raw", func(t *testing.T) { runPromQLSuite(t, newPromStorage) })
+	t.Run("compacted", func(t *testing.T) { runPromQLSuite(t, newCompactingPromStorage) })
+}
+
+func runPromQLSuite(t *testing.T, open func(testing.TB) storage.Storage) {
 	engine := promqltest.NewTestEngine(t, false, 0, promqltest.DefaultMaxSamplesPerQuery)
 	var skipped []string
 	for _, f := range promqlTestFiles(t) {
@@ -177,7 +205,7 @@ func TestPromQLBuiltinSuite(t *testing.T) {
 			continue
 		}
 		t.Run(name, func(t *testing.T) {
-			promqltest.RunTestWithStorage(t, kept, engine, newPromStorage)
+			promqltest.RunTestWithStorage(t, kept, engine, open)
 		})
 	}
 	t.Logf("left out, because they load native histograms (%v) or start timestamps (not stored):\n  %s",
