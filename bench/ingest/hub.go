@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/bureauhub/bureauhub/e2e"
+	"github.com/bureauhub/bureauhub/hub/store/clickhouse"
 	"github.com/bureauhub/bureauhub/hub/store/clickhouse/chserver"
 )
 
@@ -198,24 +200,78 @@ tenants:
 	}
 	r.res.Storage = append(r.res.Storage, st)
 	r.logf("%s: ClickHouse LZ4: %.3f bytes/sample in samples, %.4f amortised series", name, st.BytesPerSample, st.SeriesBytesPerSample)
+	// Compaction drops the raw rows: keep a copy for the ZSTD measurement.
+	lc := map[string]string{"allow_experimental_low_cardinality_type": "1"}
+	if _, err := srv.QueryWithSettings(ctx, "CREATE TABLE "+hubDB+".raw_copy AS "+hubDB+".samples", lc); err != nil {
+		return nil, err
+	}
+	if _, err := srv.Query(ctx, "INSERT INTO "+hubDB+".raw_copy SELECT * FROM "+hubDB+".samples"); err != nil {
+		return nil, err
+	}
+	cst, err := r.compact(ctx, srv, m)
+	if err != nil {
+		return nil, err
+	}
+	r.res.Storage = append(r.res.Storage, cst)
+	r.logf("%s: ClickHouse LZ4, compacted: %.3f bytes/sample in chunks", name, cst.BytesPerSample)
 	if r.cfg.ZSTD {
-		st, err := r.zstdStorage(ctx, srv)
-		if err != nil {
-			return nil, err
+		for _, st := range r.zstdStorage(ctx, srv) {
+			if st.err != nil {
+				return nil, st.err
+			}
+			r.res.Storage = append(r.res.Storage, st.Storage)
+			r.logf("%s: ClickHouse ZSTD: %.3f bytes/sample in %s", name, st.BytesPerSample, st.Table)
 		}
-		r.res.Storage = append(r.res.Storage, st)
-		r.logf("%s: ClickHouse ZSTD: %.3f bytes/sample in samples, %.4f amortised series", name, st.BytesPerSample, st.SeriesBytesPerSample)
 	}
 	return m, nil
 }
 
+// compact compacts every day the run wrote, as the hub's compaction does
+// with days older than ingest.max_age, and measures the chunks.
+func (r *runner) compact(ctx context.Context, srv *chserver.Server, m *Measurement) (Storage, error) {
+	cfg := clickhouse.Config{Addr: []string{srv.Addr()}, Database: hubDB}
+	cfg.SetDefaults()
+	store, err := clickhouse.Open(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	if err != nil {
+		return Storage{}, err
+	}
+	defer store.Close()
+	began := time.Now()
+	done, err := store.CompactBefore(ctx, time.Now().Add(100*24*time.Hour))
+	if err != nil {
+		return Storage{}, err
+	}
+	took := time.Since(began)
+	compacted := 0
+	for _, d := range done {
+		compacted += d.Samples
+	}
+	if int64(compacted) != m.StoredSamples {
+		m.Notes = append(m.Notes, fmt.Sprintf("compaction wrote %d samples into chunks, %d were stored raw", compacted, m.StoredSamples))
+	}
+	st, err := chStorage(ctx, srv, "chunks", "series", "LZ4 (ClickHouse default)")
+	if err != nil {
+		return st, err
+	}
+	st.Note = fmt.Sprintf("after compaction (%d day(s), %s samples in %.1f s: %s samples/s) and OPTIMIZE FINAL; ", len(done),
+		num(float64(compacted)), took.Seconds(), num(float64(compacted)/took.Seconds())) + st.Note
+	return st, nil
+}
+
+type storageResult struct {
+	Storage
+	err error
+}
+
 // zstdStorage restarts the server with ZSTD as its compression method
-// (18.16 has no column codecs) and copies the tables, so that the same
-// data is measured with both methods.
-func (r *runner) zstdStorage(ctx context.Context, srv *chserver.Server) (Storage, error) {
+// (18.16 has no column codecs) and copies the tables (the raw rows from
+// the copy kept before compaction), so that the same data is measured
+// with both methods, raw and compacted.
+func (r *runner) zstdStorage(ctx context.Context, srv *chserver.Server) []storageResult {
+	fail := func(err error) []storageResult { return []storageResult{{err: err}} }
 	confD := filepath.Join(srv.Dir(), "config.d")
 	if err := os.MkdirAll(confD, 0o755); err != nil {
-		return Storage{}, err
+		return fail(err)
 	}
 	const zstdXML = `<?xml version="1.0"?>
 <yandex>
@@ -229,27 +285,35 @@ func (r *runner) zstdStorage(ctx context.Context, srv *chserver.Server) (Storage
 </yandex>
 `
 	if err := os.WriteFile(filepath.Join(confD, "zstd.xml"), []byte(zstdXML), 0o644); err != nil {
-		return Storage{}, err
+		return fail(err)
 	}
 	if err := srv.Restart(ctx); err != nil {
-		return Storage{}, err
+		return fail(err)
 	}
 	lc := map[string]string{"allow_experimental_low_cardinality_type": "1"}
-	for _, t := range []string{"samples", "series"} {
-		if _, err := srv.QueryWithSettings(ctx, fmt.Sprintf("CREATE TABLE %s.%s_zstd AS %s.%s", hubDB, t, hubDB, t), lc); err != nil {
-			return Storage{}, err
+	for _, t := range [][2]string{{"raw_copy", "samples_zstd"}, {"series", "series_zstd"}, {"chunks", "chunks_zstd"}} {
+		if _, err := srv.QueryWithSettings(ctx, fmt.Sprintf("CREATE TABLE %s.%s AS %s.%s", hubDB, t[1], hubDB, t[0]), lc); err != nil {
+			return fail(err)
 		}
-		if _, err := srv.Query(ctx, fmt.Sprintf("INSERT INTO %s.%s_zstd SELECT * FROM %s.%s", hubDB, t, hubDB, t)); err != nil {
-			return Storage{}, err
+		if _, err := srv.Query(ctx, fmt.Sprintf("INSERT INTO %s.%s SELECT * FROM %s.%s", hubDB, t[1], hubDB, t[0])); err != nil {
+			return fail(err)
 		}
 	}
-	return chStorage(ctx, srv, "samples_zstd", "series_zstd", "ZSTD (server <compression> config, level 1)")
+	var out []storageResult
+	for _, t := range []string{"samples_zstd", "chunks_zstd"} {
+		st, err := chStorage(ctx, srv, t, "series_zstd", "ZSTD (server <compression> config, level 1)")
+		if err == nil && t == "chunks_zstd" {
+			st.Note = "after compaction and OPTIMIZE FINAL; " + st.Note
+		}
+		out = append(out, storageResult{st, err})
+	}
+	return out
 }
 
 // chStorage merges each table into one part per partition and sums its
 // active parts.
 func chStorage(ctx context.Context, srv *chserver.Server, samples, series, method string) (Storage, error) {
-	st := Storage{Target: targetHub, Method: method, Columns: map[string]float64{}}
+	st := Storage{Target: targetHub, Table: strings.TrimSuffix(samples, "_zstd"), Method: method, Columns: map[string]float64{}}
 	for _, t := range []string{samples, series} {
 		if err := srv.OptimizeFinal(ctx, hubDB, t); err != nil {
 			return st, err
@@ -274,6 +338,14 @@ func chStorage(ctx context.Context, srv *chserver.Server, samples, series, metho
 		} else {
 			st.SeriesRows, st.SeriesBytes, parts[series] = rows, bytes, n
 		}
+	}
+	if st.Table == "chunks" {
+		// A row is a chunk: count the samples it holds.
+		out, err := srv.Query(ctx, fmt.Sprintf("SELECT sum(samples) FROM %s.%s", hubDB, samples))
+		if err != nil {
+			return st, err
+		}
+		st.Samples, _ = strconv.ParseInt(strings.TrimSpace(out), 10, 64)
 	}
 	if st.Samples == 0 {
 		return st, fmt.Errorf("no rows in %s.%s", hubDB, samples)

@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"os"
@@ -94,7 +95,7 @@ func Markdown(res *Results) string {
 			name := s.Target
 			note := s.Note
 			if s.Target == targetHub {
-				name = "ClickHouse `samples`"
+				name = "ClickHouse `" + cmp.Or(s.Table, "samples") + "`"
 				cols := make([]string, 0, len(s.Columns))
 				for c := range s.Columns {
 					cols = append(cols, c)
@@ -108,7 +109,7 @@ func Markdown(res *Results) string {
 			}
 			perSeries := float64(s.Samples) / float64(max(1, l.Series))
 			p("| %s | %s | **%.3f** | %s | %.0f | %s | %s |\n", name, s.Method, s.BytesPerSample, num(float64(s.Samples)), perSeries, num(float64(s.Bytes)), note)
-			if s.Target == targetHub {
+			if s.Target == targetHub && s.Table != "chunks" {
 				p("| ClickHouse `series`, amortised | %s | %.4f | | | %s | %s rows, one per series and day |\n", s.Method, s.SeriesBytesPerSample, num(float64(s.SeriesBytes)), num(float64(s.SeriesRows)))
 			}
 		}

@@ -77,7 +77,10 @@ type Skip struct {
 
 // Storage is a target's on-disk cost of the samples it stored.
 type Storage struct {
-	Target  string `json:"target"`
+	Target string `json:"target"`
+	// Table is the ClickHouse table measured: samples (raw rows) or
+	// chunks (after compaction).
+	Table   string `json:"table,omitempty"`
 	Method  string `json:"method"`
 	Bytes   int64  `json:"bytes"`
 	Samples int64  `json:"samples"`

@@ -291,6 +291,19 @@ func (r *runner) probe(ctx context.Context, q Query) (string, []*Probe) {
 		{Name: "per series and 90 s step, the last sample (a pushed-down downsampling, for scale)", SQL: fmt.Sprintf(
 			"SELECT tenant, fingerprint, intDiv(ts, 90000) AS step, argMax(value, ts) FROM %s.samples WHERE %s GROUP BY tenant, fingerprint, step FORMAT Null", db, samplesWhere)},
 	}
+	if r.cfg.Compact {
+		chunksWhere := fmt.Sprintf("min_ts > %d AND min_ts <= %d AND max_ts >= %d AND (tenant, fingerprint) IN (SELECT tenant, fingerprint FROM %s.series WHERE %s)",
+			mint-86_400_000, maxt, mint, db, seriesWhere)
+		probes = []*Probe{
+			probes[0],
+			{Name: "count the selected chunks and their samples", SQL: fmt.Sprintf("SELECT count(), sum(samples) FROM %s.chunks WHERE %s", db, chunksWhere)},
+			{Name: "selected chunks as the hub reads them (tenant, fingerprint, min_ts, max_ts, samples, data)", SQL: fmt.Sprintf(
+				"SELECT tenant, fingerprint, min_ts, max_ts, samples, data FROM %s.chunks WHERE %s FORMAT Null", db, chunksWhere)},
+			{Name: "the same rows sent over HTTP as RowBinary and read by this process", SQL: fmt.Sprintf(
+				"SELECT tenant, fingerprint, min_ts, max_ts, samples, data FROM %s.chunks WHERE %s FORMAT RowBinary", db, chunksWhere)},
+			{Name: "raw samples left in the range (none once every day is compacted)", SQL: fmt.Sprintf("SELECT count() FROM %s.samples WHERE %s", db, samplesWhere)},
+		}
+	}
 	for _, pr := range probes {
 		var runs []float64
 		for range 3 {

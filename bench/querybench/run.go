@@ -63,6 +63,8 @@ type DataInfo struct {
 	// and the OpenMetrics file in one pass, then promtool, then merging.
 	LoadSeconds map[string]float64 `json:"load_seconds,omitempty"`
 	Reused      bool               `json:"reused,omitempty"`
+	// Compacted: the hub's samples were compacted into chunks after loading.
+	Compacted bool `json:"compacted,omitempty"`
 	Stored      map[string]int64   `json:"stored_samples,omitempty"`
 }
 
@@ -134,6 +136,7 @@ type manifest struct {
 	End      time.Time `json:"end"`
 	Prom     bool      `json:"prometheus"`
 	VM       bool      `json:"victoriametrics"`
+	Compact  bool      `json:"compacted"`
 }
 
 // Run runs the benchmark and writes query.md and query.json to
@@ -163,6 +166,7 @@ func Run(ctx context.Context, cfg Config, log io.Writer) (err error) {
 	r.res.Machine = benchenv.ReadMachine()
 	r.findPeers()
 	man, reuse := r.reusable()
+	r.res.Data.Compacted = r.cfg.Compact
 	if !reuse {
 		if err := os.RemoveAll(work); err != nil {
 			return err
@@ -320,7 +324,7 @@ func (r *runner) reusable() (manifest, bool) {
 		return m, false
 	}
 	if m.Series != r.cfg.Series || m.Span != r.cfg.Span.String() || m.Interval != r.cfg.Interval.String() || m.Seed != r.cfg.Seed ||
-		m.Prom != (r.promData != "") || m.VM != (r.vmData != "") {
+		m.Prom != (r.promData != "") || m.VM != (r.vmData != "") || m.Compact != r.cfg.Compact {
 		r.logf("-reuse: %s holds other data; loading afresh", r.work)
 		return m, false
 	}
@@ -427,6 +431,19 @@ func (r *runner) load(ctx context.Context, d *Dataset, vm *target) error {
 		}
 	}
 	r.res.Data.LoadSeconds["clickhouse_optimize_final"] = time.Since(start).Seconds()
+	if r.cfg.Compact {
+		start = time.Now()
+		r.logf("clickhouse: compacting every day into chunks")
+		done, err := store.CompactBefore(ctx, d.End.Add(48*time.Hour))
+		if err != nil {
+			return err
+		}
+		if err := r.ch.OptimizeFinal(ctx, hubDB, "chunks"); err != nil {
+			return err
+		}
+		r.res.Data.LoadSeconds["clickhouse_compaction"] = time.Since(start).Seconds()
+		r.logf("compacted %d day(s) in %.0f s", len(done), time.Since(start).Seconds())
+	}
 	if vm != nil {
 		start = time.Now()
 		r.logf("victoria-metrics: force flush and merge")
@@ -436,7 +453,7 @@ func (r *runner) load(ctx context.Context, d *Dataset, vm *target) error {
 		r.res.Data.LoadSeconds["victoriametrics_force_merge"] = time.Since(start).Seconds()
 	}
 	m := manifest{Series: r.cfg.Series, Span: r.cfg.Span.String(), Interval: r.cfg.Interval.String(), Seed: r.cfg.Seed,
-		End: d.End, Prom: r.promData != "", VM: vm != nil}
+		End: d.End, Prom: r.promData != "", VM: vm != nil, Compact: r.cfg.Compact}
 	b, _ := json.Marshal(m)
 	return os.WriteFile(filepath.Join(r.work, "manifest.json"), b, 0o644)
 }
