@@ -298,9 +298,9 @@ func (r *runner) probe(ctx context.Context, q Query) (string, []*Probe) {
 			probes[0],
 			{Name: "count the selected chunks and their samples", SQL: fmt.Sprintf("SELECT count(), sum(samples) FROM %s.chunks WHERE %s", db, chunksWhere)},
 			{Name: "selected chunks as the hub reads them (tenant, fingerprint, min_ts, max_ts, samples, data)", SQL: fmt.Sprintf(
-				"SELECT tenant, fingerprint, min_ts, max_ts, samples, data FROM %s.chunks WHERE %s FORMAT Null", db, chunksWhere)},
+				"SELECT tenant, fingerprint, min_ts, max_ts, samples, data FROM %s.chunks PREWHERE %s FORMAT Null", db, chunksWhere)},
 			{Name: "the same rows sent over HTTP as RowBinary and read by this process", SQL: fmt.Sprintf(
-				"SELECT tenant, fingerprint, min_ts, max_ts, samples, data FROM %s.chunks WHERE %s FORMAT RowBinary", db, chunksWhere)},
+				"SELECT tenant, fingerprint, min_ts, max_ts, samples, data FROM %s.chunks PREWHERE %s FORMAT RowBinary", db, chunksWhere)},
 			{Name: "raw samples left in the range (none once every day is compacted)", SQL: fmt.Sprintf("SELECT count() FROM %s.samples WHERE %s", db, samplesWhere)},
 		}
 	}

@@ -462,7 +462,8 @@ func (r *runner) load(ctx context.Context, d *Dataset, vm *target) error {
 // hold the same data.
 func (r *runner) countStored(ctx context.Context, d *Dataset, vm *target) {
 	r.res.Data.Stored = map[string]int64{}
-	if out, err := r.ch.Query(ctx, "SELECT count() FROM "+hubDB+".samples"); err == nil {
+	// Raw rows plus the samples in chunks (FINAL folds a chunk written twice).
+	if out, err := r.ch.Query(ctx, "SELECT (SELECT count() FROM "+hubDB+".samples) + (SELECT sum(samples) FROM "+hubDB+".chunks FINAL)"); err == nil {
 		n, _ := strconv.ParseInt(strings.TrimSpace(out), 10, 64)
 		r.res.Data.Stored[sysHub] = n
 	}

@@ -66,7 +66,7 @@ func (c *CompactionConfig) setDefaults() {
 }
 
 func (c *CompactionConfig) validate() error {
-	if c.Interval < 0 {
+	if c.Interval <= 0 {
 		return errors.New("clickhouse.compaction.interval: must be positive")
 	}
 	if c.Margin < 0 {

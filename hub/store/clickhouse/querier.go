@@ -439,7 +439,10 @@ func (q *querier) fetch(ctx context.Context, where string, args []any, mint, max
 	// Compacted chunks. A chunk lies within one day, so min_ts bounds
 	// which partitions can hold one that reaches into the range.
 	all := append(append(append([]any{}, tenantArgs...), mint-dayMillis, maxt, mint), args...)
-	rows, err := q.s.conn.Query(ctx, "SELECT tenant, fingerprint, min_ts, max_ts, samples, data FROM "+q.s.db+".chunks WHERE "+tenantCond+
+	// PREWHERE: the conditions read the small columns only, and data is
+	// read for the rows that pass (18.16 does not use the primary key for
+	// the IN on (tenant, fingerprint)).
+	rows, err := q.s.conn.Query(ctx, "SELECT tenant, fingerprint, min_ts, max_ts, samples, data FROM "+q.s.db+".chunks PREWHERE "+tenantCond+
 		" AND min_ts > ? AND min_ts <= ? AND max_ts >= ?"+inSeries, all...)
 	if err != nil {
 		return fmt.Errorf("select chunks: %w", err)

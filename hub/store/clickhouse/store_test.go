@@ -142,6 +142,10 @@ func TestConfigValidate(t *testing.T) {
 		{"addr without port", Config{Addr: []string{"localhost"}, Database: "x", MaxOpenConns: 1}, "clickhouse.addr[0]"},
 		{"bad database", Config{Addr: []string{"a:1"}, Database: "x; DROP", MaxOpenConns: 1}, "clickhouse.database"},
 		{"missing password file", Config{Addr: []string{"a:1"}, Database: "x", PasswordFile: "/nonexistent", MaxOpenConns: 1}, "clickhouse.password_file"},
+		{"negative compaction interval", Config{Addr: []string{"a:1"}, Database: "x", MaxOpenConns: 1,
+			Compaction: CompactionConfig{Interval: -time.Minute}}, "clickhouse.compaction.interval"},
+		{"negative compaction margin", Config{Addr: []string{"a:1"}, Database: "x", MaxOpenConns: 1,
+			Compaction: CompactionConfig{Interval: time.Minute, Margin: -time.Hour}}, "clickhouse.compaction.margin"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.cfg.Validate()
