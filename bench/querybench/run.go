@@ -64,8 +64,8 @@ type DataInfo struct {
 	LoadSeconds map[string]float64 `json:"load_seconds,omitempty"`
 	Reused      bool               `json:"reused,omitempty"`
 	// Compacted: the hub's samples were compacted into chunks after loading.
-	Compacted bool `json:"compacted,omitempty"`
-	Stored      map[string]int64   `json:"stored_samples,omitempty"`
+	Compacted bool             `json:"compacted,omitempty"`
+	Stored    map[string]int64 `json:"stored_samples,omitempty"`
 }
 
 // QueryResult is one query's timings per system and the result checks.
@@ -166,7 +166,6 @@ func Run(ctx context.Context, cfg Config, log io.Writer) (err error) {
 	r.res.Machine = benchenv.ReadMachine()
 	r.findPeers()
 	man, reuse := r.reusable()
-	r.res.Data.Compacted = r.cfg.Compact
 	if !reuse {
 		if err := os.RemoveAll(work); err != nil {
 			return err
@@ -512,7 +511,7 @@ func (r *runner) describeData(d *Dataset) {
 	r.res.Data = DataInfo{
 		Series: len(d.Series), Samples: int64(len(d.Series)) * int64(d.Samples()), SamplesPerSeries: d.Samples(),
 		Interval: d.Interval.String(), Span: d.Span.String(), First: d.End.Add(-d.Span).UTC(), End: d.End.UTC(),
-		MetricNames: len(names), Hosts: d.Hosts, APIs: d.APIs, Padding: d.Padding,
+		MetricNames: len(names), Hosts: d.Hosts, APIs: d.APIs, Padding: d.Padding, Compacted: r.cfg.Compact,
 	}
 }
 

@@ -7,8 +7,8 @@ import (
 	"math"
 	"time"
 
-	"github.com/cespare/xxhash/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/cespare/xxhash/v2"
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
 )
 
