@@ -195,7 +195,9 @@ func TestCompaction(t *testing.T) {
 		ts = append(ts, d1+int64(i)*15000+int64(i*7%5))
 	}
 	f.write("requests_total", ts, func(i int) float64 { return float64(i * 3) })
-	f.write("temperature", ts, func(i int) float64 {
+	// temperature(i) is sample i of a gauge with a staleness marker and
+	// +Inf now and then.
+	temperature := func(i int) float64 {
 		switch i % 1000 {
 		case 999:
 			return stale
@@ -203,7 +205,8 @@ func TestCompaction(t *testing.T) {
 			return math.Inf(1)
 		}
 		return 20 + math.Sin(float64(i)/50)
-	})
+	}
+	f.write("temperature", ts, temperature)
 	gap := append(slices.Clone(ts[:1000]), ts[3000:6000]...)
 	f.write("sparse", gap, func(i int) float64 { return float64(i % 7) })
 	whole := func(what string) {
@@ -260,16 +263,7 @@ func TestCompaction(t *testing.T) {
 		t.Fatalf("raw days after compacting both: %v", got)
 	}
 	chunksBefore := f.count("SELECT count() FROM %s.chunks FINAL")
-	f.write("temperature", ts[5760:], func(i int) float64 {
-		i += 5760
-		switch i % 1000 {
-		case 999:
-			return stale
-		case 500:
-			return math.Inf(1)
-		}
-		return 20 + math.Sin(float64(i)/50)
-	})
+	f.write("temperature", ts[5760:], func(i int) float64 { return temperature(i + 5760) })
 	if _, err := f.s.CompactDay(ctx, day2); err != nil {
 		t.Fatal(err)
 	}
