@@ -31,6 +31,7 @@ test: fmt-check vet
 	$(MAKE) compose-check
 	$(GO) test -count=1 -timeout 20m $(PKGS)
 	$(GO) test -race -count=1 -timeout 10m $(RACE_PKGS)
+	$(GO) test -race -count=1 -timeout 10m -run 'TestCompaction|TestDifferential' ./hub/store/clickhouse/
 	$(MAKE) -C plugin test
 	$(MAKE) fuzz
 

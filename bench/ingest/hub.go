@@ -253,7 +253,7 @@ func (r *runner) compact(ctx context.Context, srv *chserver.Server, m *Measureme
 	if err != nil {
 		return st, err
 	}
-	st.Note = fmt.Sprintf("after compaction (%d day(s), %s samples in %.1f s: %s samples/s) and OPTIMIZE FINAL; ", len(done),
+	st.Note = fmt.Sprintf("compaction: %d day(s), %s samples in %.1f s (%s samples/s); ", len(done),
 		num(float64(compacted)), took.Seconds(), num(float64(compacted)/took.Seconds())) + st.Note
 	return st, nil
 }
@@ -302,9 +302,6 @@ func (r *runner) zstdStorage(ctx context.Context, srv *chserver.Server) []storag
 	var out []storageResult
 	for _, t := range []string{"samples_zstd", "chunks_zstd"} {
 		st, err := chStorage(ctx, srv, t, "series_zstd", "ZSTD (server <compression> config, level 1)")
-		if err == nil && t == "chunks_zstd" {
-			st.Note = "after compaction and OPTIMIZE FINAL; " + st.Note
-		}
 		out = append(out, storageResult{st, err})
 	}
 	return out
@@ -363,8 +360,8 @@ func chStorage(ctx context.Context, srv *chserver.Server, samples, series, metho
 			st.Columns[name] = b / float64(st.Samples)
 		}
 	}
-	st.Note = fmt.Sprintf("after OPTIMIZE FINAL: %d part(s) of samples, %d of series (%d rows, %.0f bytes/series)",
-		parts[samples], parts[series], st.SeriesRows, float64(st.SeriesBytes)/float64(max(1, st.SeriesRows)))
+	st.Note = fmt.Sprintf("after OPTIMIZE FINAL: %d part(s) of %s, %d of series (%d rows, %.0f bytes/series)",
+		parts[samples], st.Table, parts[series], st.SeriesRows, float64(st.SeriesBytes)/float64(max(1, st.SeriesRows)))
 	return st, nil
 }
 

@@ -61,10 +61,11 @@ type ProfileQuery struct {
 	// remainder of StorageMillis is client-side: waiting for and decoding
 	// blocks, building series.
 	ServerMillis float64 `json:"clickhouse_server_ms"`
-	// ServerSeriesMillis and ServerSamplesMillis split ServerMillis into
-	// statements on the series table and on the samples table.
+	// ServerSeriesMillis, ServerChunksMillis and ServerSamplesMillis split
+	// ServerMillis into statements on the series, chunks and samples tables.
 	ServerSeriesMillis  float64 `json:"clickhouse_series_statements_ms"`
 	ServerSamplesMillis float64 `json:"clickhouse_samples_statements_ms"`
+	ServerChunksMillis  float64 `json:"clickhouse_chunks_statements_ms"`
 	PeakMemoryMB        float64 `json:"clickhouse_peak_memory_mb"`
 	Statements          float64 `json:"clickhouse_statements"`
 	ReadRows            float64 `json:"clickhouse_read_rows"`
@@ -151,7 +152,7 @@ func (r *runner) profileHub(ctx context.Context, qs []Query) (*Profile, error) {
 	// query_log is flushed every second (config.d/query_log.xml).
 	time.Sleep(3 * time.Second)
 	out, err := r.ch.Query(ctx, fmt.Sprintf(`SELECT toUnixTimestamp(query_start_time), query_duration_ms, read_rows, result_rows, result_bytes,
-		memory_usage, position(query, '.samples') > 0
+		memory_usage, multiIf(position(query, '.samples') > 0, 'samples', position(query, '.chunks') > 0, 'chunks', 'series')
 		FROM system.query_log WHERE type = 2 AND event_date >= yesterday() AND query_start_time >= toDateTime(%d) AND query LIKE 'SELECT%%' FORMAT TSV`, windows[0].from))
 	if err != nil {
 		p.Note = "system.query_log unavailable: " + err.Error()
@@ -168,9 +169,12 @@ func (r *runner) profileHub(ctx context.Context, qs []Query) (*Profile, error) {
 					n := float64(p.Reps)
 					v := func(s string) float64 { x, _ := strconv.ParseFloat(s, 64); return x / n }
 					pq.ServerMillis += v(f[1])
-					if f[6] == "1" {
+					switch f[6] {
+					case "samples":
 						pq.ServerSamplesMillis += v(f[1])
-					} else {
+					case "chunks":
+						pq.ServerChunksMillis += v(f[1])
+					default:
 						pq.ServerSeriesMillis += v(f[1])
 					}
 					pq.PeakMemoryMB = max(pq.PeakMemoryMB, v(f[5])*n/1e6)

@@ -2,6 +2,7 @@ package clickhouse
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -243,6 +244,14 @@ func TestCompaction(t *testing.T) {
 		t.Fatalf("compacted days metric %v", n)
 	}
 	whole("day 1 compacted")
+	// The samples limit counts what chunks hold.
+	q, err := f.s.Queryable(Scope{Tenants: []string{f.tenant}}, Limits{MaxSamples: 1000}).Querier(d1, d1+dayMillis-1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if set := q.Select(ctx, false, nil, labels.MustNewMatcher(labels.MatchEqual, "job", "booking")); set.Next() || !errors.Is(set.Err(), ErrLimit) {
+		t.Fatalf("select over the limit from chunks: %v, want ErrLimit", set.Err())
+	}
 
 	// Late samples in day 1: some written again (the same values), one new.
 	late := ts[200:400]

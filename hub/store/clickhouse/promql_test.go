@@ -92,17 +92,8 @@ func (a *promAppender) Commit() error {
 	if err != nil || !a.p.compact {
 		return err
 	}
-	ctx := context.Background()
-	days, err := a.p.s.RawDays(ctx)
-	if err != nil {
-		return err
-	}
-	for _, d := range days {
-		if _, err := a.p.s.CompactDay(ctx, d); err != nil {
-			return err
-		}
-	}
-	return nil
+	_, err = a.p.s.CompactBefore(context.Background(), time.UnixMilli(maxDateMillis))
+	return err
 }
 
 func (a *promAppender) Rollback() error { a.b.Reset(); return nil }

@@ -8,6 +8,7 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/prometheus/model/histogram"
@@ -415,9 +416,10 @@ const packedSamples = "arrayStringConcat(groupArray(concat(toFixedString(reinter
 const packedRecord = 17
 
 // fetch reads the samples of the selected series: their compacted chunks
-// that overlap the range, and their raw samples in the range, one row per
-// series with the samples packed (see packedSamples), put in time order
-// here, and a repeated timestamp (a batch stored twice) kept once.
+// that overlap the range and their raw samples in the range, with two
+// statements that run at once (most ranges find rows in only one table,
+// and the other statement then costs its round trip and series subquery).
+// After both, each series' chunks and samples are settled (see settle).
 func (q *querier) fetch(ctx context.Context, where string, args []any, mint, maxt int64, byKey map[seriesKey]*chSeries) error {
 	tenantCond, tenantArgs := "1", []any(nil)
 	if !q.scope.All {
@@ -426,80 +428,31 @@ func (q *querier) fetch(ctx context.Context, where string, args []any, mint, max
 			tenantArgs = append(tenantArgs, t)
 		}
 	}
-	inSeries := " AND (tenant, fingerprint) IN (SELECT tenant, fingerprint FROM " + q.s.db + ".series WHERE " + where + ")"
-	total := 0
-	count := func(n int) error {
-		total += n
-		if q.limits.MaxSamples > 0 && total > q.limits.MaxSamples {
-			return fmt.Errorf("%w: more than %d samples read", ErrLimit, q.limits.MaxSamples)
+	r := fetchRun{q: q, byKey: byKey, tenantCond: tenantCond,
+		inSeries: " AND (tenant, fingerprint) IN (SELECT tenant, fingerprint FROM " + q.s.db + ".series WHERE " + where + ")"}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var chunkErr error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		// A chunk lies within one day, so min_ts bounds which partitions
+		// can hold one that reaches into the range.
+		chunkErr = r.chunks(ctx, append(append(append([]any{}, tenantArgs...), mint-dayMillis, maxt, mint), args...))
+		if chunkErr != nil {
+			cancel()
 		}
-		return nil
+	}()
+	rawErr := r.raw(ctx, append(append(append([]any{}, tenantArgs...), mint, maxt), args...))
+	if rawErr != nil {
+		cancel()
 	}
-
-	// Compacted chunks. A chunk lies within one day, so min_ts bounds
-	// which partitions can hold one that reaches into the range.
-	all := append(append(append([]any{}, tenantArgs...), mint-dayMillis, maxt, mint), args...)
-	// PREWHERE: the conditions read the small columns only, and data is
-	// read for the rows that pass (18.16 does not use the primary key for
-	// the IN on (tenant, fingerprint)).
-	rows, err := q.s.conn.Query(ctx, "SELECT tenant, fingerprint, min_ts, max_ts, samples, data FROM "+q.s.db+".chunks PREWHERE "+tenantCond+
-		" AND min_ts > ? AND min_ts <= ? AND max_ts >= ?"+inSeries, all...)
-	if err != nil {
-		return fmt.Errorf("select chunks: %w", err)
-	}
-	var (
-		k      seriesKey
-		c      chunkRef
-		n      uint32
-		packed string
-	)
-	for rows.Next() {
-		if err := rows.Scan(&k.tenant, &k.fp, &c.mint, &c.maxt, &n, &packed); err != nil {
-			rows.Close()
-			return fmt.Errorf("scan chunks: %w", err)
+	<-done
+	if err := cmp.Or(chunkErr, rawErr); err != nil {
+		if errors.Is(err, context.Canceled) && rawErr != nil {
+			err = rawErr // the raw statement's error cancelled the chunks'
 		}
-		s := byKey[k]
-		if s == nil {
-			continue // dropped by the exact matcher check
-		}
-		c.data = []byte(packed)
-		s.chunks = append(s.chunks, c)
-		if err := count(int(n)); err != nil {
-			rows.Close()
-			return err
-		}
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("read chunks: %w", err)
-	}
-
-	// Raw samples.
-	all = append(append(append([]any{}, tenantArgs...), mint, maxt), args...)
-	rows, err = q.s.conn.Query(ctx, "SELECT tenant, fingerprint, "+packedSamples+" FROM "+q.s.db+".samples WHERE "+tenantCond+
-		" AND ts >= ? AND ts <= ?"+inSeries+" GROUP BY tenant, fingerprint", all...)
-	if err != nil {
-		return fmt.Errorf("select samples: %w", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		if err := rows.Scan(&k.tenant, &k.fp, &packed); err != nil {
-			return fmt.Errorf("scan samples: %w", err)
-		}
-		s := byKey[k]
-		if s == nil {
-			continue // dropped by the exact matcher check
-		}
-		if len(packed)%packedRecord != 0 {
-			return fmt.Errorf("read samples: packed length %d is not a multiple of %d", len(packed), packedRecord)
-		}
-		s.samples = toSamples(packed)
-		if err := count(len(s.samples)); err != nil {
-			return err
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("read samples: %w", err)
+		return err
 	}
 	for key, s := range byKey {
 		s.mint, s.maxt = mint, maxt
@@ -509,6 +462,95 @@ func (q *querier) fetch(ctx context.Context, where string, args []any, mint, max
 		if len(s.samples) == 0 && len(s.chunks) == 0 {
 			delete(byKey, key) // no samples in range: not part of the result
 		}
+	}
+	return nil
+}
+
+// fetchRun is one fetch: its two statements fill different fields of the
+// same series (chunks and samples), and share the samples limit.
+type fetchRun struct {
+	q          *querier
+	byKey      map[seriesKey]*chSeries // read only while the statements run
+	tenantCond string
+	inSeries   string
+	total      atomic.Int64
+}
+
+func (r *fetchRun) count(n int) error {
+	if total := r.total.Add(int64(n)); r.q.limits.MaxSamples > 0 && total > int64(r.q.limits.MaxSamples) {
+		return fmt.Errorf("%w: more than %d samples read", ErrLimit, r.q.limits.MaxSamples)
+	}
+	return nil
+}
+
+// chunks reads the compacted chunks. PREWHERE: the conditions read the
+// small columns only, and data is read for the rows that pass (18.16 does
+// not use the primary key for the IN on (tenant, fingerprint)).
+func (r *fetchRun) chunks(ctx context.Context, args []any) error {
+	rows, err := r.q.s.conn.Query(ctx, "SELECT tenant, fingerprint, min_ts, max_ts, samples, data FROM "+r.q.s.db+".chunks PREWHERE "+r.tenantCond+
+		" AND min_ts > ? AND min_ts <= ? AND max_ts >= ?"+r.inSeries, args...)
+	if err != nil {
+		return fmt.Errorf("select chunks: %w", err)
+	}
+	defer rows.Close()
+	var (
+		k    seriesKey
+		c    chunkRef
+		n    uint32
+		data string
+	)
+	for rows.Next() {
+		if err := rows.Scan(&k.tenant, &k.fp, &c.mint, &c.maxt, &n, &data); err != nil {
+			return fmt.Errorf("scan chunks: %w", err)
+		}
+		s := r.byKey[k]
+		if s == nil {
+			continue // dropped by the exact matcher check
+		}
+		c.data = []byte(data)
+		s.chunks = append(s.chunks, c)
+		if err := r.count(int(n)); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read chunks: %w", err)
+	}
+	return nil
+}
+
+// raw reads the raw samples: one row per series with its samples packed
+// (see packedSamples), put in time order, and a repeated timestamp (a
+// batch stored twice) kept once.
+func (r *fetchRun) raw(ctx context.Context, args []any) error {
+	rows, err := r.q.s.conn.Query(ctx, "SELECT tenant, fingerprint, "+packedSamples+" FROM "+r.q.s.db+".samples WHERE "+r.tenantCond+
+		" AND ts >= ? AND ts <= ?"+r.inSeries+" GROUP BY tenant, fingerprint", args...)
+	if err != nil {
+		return fmt.Errorf("select samples: %w", err)
+	}
+	defer rows.Close()
+	var (
+		k      seriesKey
+		packed string
+	)
+	for rows.Next() {
+		if err := rows.Scan(&k.tenant, &k.fp, &packed); err != nil {
+			return fmt.Errorf("scan samples: %w", err)
+		}
+		s := r.byKey[k]
+		if s == nil {
+			continue // dropped by the exact matcher check
+		}
+		if len(packed)%packedRecord != 0 {
+			return fmt.Errorf("read samples: packed length %d is not a multiple of %d", len(packed), packedRecord)
+		}
+		s.samples = toSamples(packed)
+		if err := r.count(len(s.samples)); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read samples: %w", err)
 	}
 	return nil
 }
