@@ -296,12 +296,14 @@ func (r *runner) probe(ctx context.Context, q Query) (string, []*Probe) {
 			"SELECT tenant, fingerprint, intDiv(ts, 90000) AS step, argMax(value, ts) FROM %s.samples WHERE %s GROUP BY tenant, fingerprint, step FORMAT Null", db, samplesWhere)},
 	}
 	if r.cfg.Compact {
-		chunksWhere := fmt.Sprintf("min_ts > %d AND min_ts <= %d AND max_ts >= %d AND (tenant, fingerprint) IN (SELECT tenant, fingerprint FROM %s.series WHERE %s)",
+		// The hub lists the fingerprints per tenant; a subquery selects
+		// the same rows here.
+		chunksWhere := fmt.Sprintf("metric_name = 'node_cpu_seconds_total' AND min_ts > %d AND min_ts <= %d AND max_ts >= %d AND (tenant, fingerprint) IN (SELECT tenant, fingerprint FROM %s.series WHERE %s)",
 			mint-86_400_000, maxt, mint, db, seriesWhere)
 		probes = []*Probe{
 			probes[0],
 			{Name: "count the selected chunks and their samples", SQL: fmt.Sprintf("SELECT count(), sum(samples) FROM %s.chunks WHERE %s", db, chunksWhere)},
-			{Name: "selected chunks as the hub reads them (tenant, fingerprint, min_ts, max_ts, samples, data)", SQL: fmt.Sprintf(
+			{Name: "selected chunks, the columns the hub reads (tenant, fingerprint, min_ts, max_ts, samples, data)", SQL: fmt.Sprintf(
 				"SELECT tenant, fingerprint, min_ts, max_ts, samples, data FROM %s.chunks PREWHERE %s FORMAT Null", db, chunksWhere)},
 			{Name: "the same rows sent over HTTP as RowBinary and read by this process", SQL: fmt.Sprintf(
 				"SELECT tenant, fingerprint, min_ts, max_ts, samples, data FROM %s.chunks PREWHERE %s FORMAT RowBinary", db, chunksWhere)},

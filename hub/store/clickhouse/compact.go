@@ -216,6 +216,10 @@ func (s *Store) rawCounts(ctx context.Context, start, end int64) (map[string]uin
 // compactRange reads the raw samples of one tenant's fingerprints lo..hi
 // in [start, end), one row per series, and hands them to w as chunks.
 func (s *Store) compactRange(ctx context.Context, w *chunkWriter, st *CompactStats, tenant string, lo, hi uint64, start, end int64) error {
+	names, err := s.metricNames(ctx, tenant, lo, hi)
+	if err != nil {
+		return err
+	}
 	rows, err := s.conn.Query(ctx, "SELECT fingerprint, "+packedSamples+" FROM "+s.db+".samples WHERE tenant = ? AND fingerprint >= ? AND fingerprint <= ? AND ts >= ? AND ts < ? GROUP BY fingerprint",
 		tenant, lo, hi, start, end)
 	if err != nil {
@@ -233,11 +237,18 @@ func (s *Store) compactRange(ctx context.Context, w *chunkWriter, st *CompactSta
 		if len(packed)%packedRecord != 0 {
 			return fmt.Errorf("read raw samples: packed length %d is not a multiple of %d", len(packed), packedRecord)
 		}
+		name, ok := names[fp]
+		if !ok {
+			// Ingestion writes a series row before the series' samples,
+			// and queries find series through those rows: without one,
+			// the samples could never be read.
+			return fmt.Errorf("read raw samples: series %016x of tenant %q has samples but no series row", fp, tenant)
+		}
 		samples := toSamples(packed)
 		st.Series++
 		st.Samples += len(samples)
 		encodeChunks(samples, func(c chunkRow) {
-			c.tenant, c.fp = tenant, fp
+			c.tenant, c.name, c.fp = tenant, name, fp
 			st.Chunks++
 			st.Bytes += len(c.data)
 			w.add(c)
@@ -254,9 +265,36 @@ func (s *Store) compactRange(ctx context.Context, w *chunkWriter, st *CompactSta
 	return nil
 }
 
+// metricNames returns the metric name of each of a tenant's series
+// with a fingerprint in lo..hi.
+func (s *Store) metricNames(ctx context.Context, tenant string, lo, hi uint64) (map[uint64]string, error) {
+	rows, err := s.conn.Query(ctx, "SELECT fingerprint, any(metric_name) FROM "+s.db+".series WHERE tenant = ? AND fingerprint >= ? AND fingerprint <= ? GROUP BY fingerprint",
+		tenant, lo, hi)
+	if err != nil {
+		return nil, fmt.Errorf("read metric names: %w", err)
+	}
+	defer rows.Close()
+	out := map[uint64]string{}
+	var (
+		fp   uint64
+		name string
+	)
+	for rows.Next() {
+		if err := rows.Scan(&fp, &name); err != nil {
+			return nil, fmt.Errorf("scan metric names: %w", err)
+		}
+		out[fp] = name
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read metric names: %w", err)
+	}
+	return out, nil
+}
+
 // chunkRow is one row of the chunks table.
 type chunkRow struct {
 	tenant     string
+	name       string // metric name
 	fp         uint64
 	mint, maxt int64
 	samples    uint32
@@ -289,6 +327,7 @@ func encodeChunks(samples fSamples, emit func(chunkRow)) {
 type chunkWriter struct {
 	s       *Store
 	tenants []string
+	names   []string
 	fps     []uint64
 	mints   []int64
 	maxts   []int64
@@ -299,6 +338,7 @@ type chunkWriter struct {
 
 func (w *chunkWriter) add(c chunkRow) {
 	w.tenants = append(w.tenants, c.tenant)
+	w.names = append(w.names, c.name)
 	w.fps = append(w.fps, c.fp)
 	w.mints = append(w.mints, c.mint)
 	w.maxts = append(w.maxts, c.maxt)
@@ -314,9 +354,9 @@ func (w *chunkWriter) flush(ctx context.Context) error {
 		return nil
 	}
 	err := w.s.insert(ctx, "chunks", len(w.fps),
-		"INSERT INTO "+w.s.db+".chunks (tenant, fingerprint, min_ts, max_ts, hash, samples, data)",
+		"INSERT INTO "+w.s.db+".chunks (tenant, metric_name, fingerprint, min_ts, max_ts, hash, samples, data)",
 		func(b driver.Batch) error {
-			for i, col := range []any{w.tenants, w.fps, w.mints, w.maxts, w.hashes, w.counts, w.data} {
+			for i, col := range []any{w.tenants, w.names, w.fps, w.mints, w.maxts, w.hashes, w.counts, w.data} {
 				if err := b.Column(i).Append(col); err != nil {
 					return err
 				}
@@ -326,7 +366,7 @@ func (w *chunkWriter) flush(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	w.tenants, w.fps, w.mints, w.maxts = w.tenants[:0], w.fps[:0], w.mints[:0], w.maxts[:0]
+	w.tenants, w.names, w.fps, w.mints, w.maxts = w.tenants[:0], w.names[:0], w.fps[:0], w.mints[:0], w.maxts[:0]
 	w.hashes, w.counts, w.data = w.hashes[:0], w.counts[:0], w.data[:0]
 	return nil
 }

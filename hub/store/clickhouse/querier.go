@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -418,18 +419,12 @@ const packedRecord = 17
 // fetch reads the samples of the selected series: their compacted chunks
 // that overlap the range and their raw samples in the range, with two
 // statements that run at once (most ranges find rows in only one table,
-// and the other statement then costs its round trip and series subquery).
+// and the other statement then costs its round trip).
 // After both, each series' chunks and samples are settled (see settle).
 func (q *querier) fetch(ctx context.Context, where string, args []any, mint, maxt int64, byKey map[seriesKey]*chSeries) error {
-	tenantCond, tenantArgs := "1", []any(nil)
-	if !q.scope.All {
-		tenantCond = "tenant IN (" + strings.TrimSuffix(strings.Repeat("?, ", len(q.scope.Tenants)), ", ") + ")"
-		for _, t := range q.scope.Tenants {
-			tenantArgs = append(tenantArgs, t)
-		}
-	}
-	r := fetchRun{q: q, byKey: byKey, tenantCond: tenantCond,
-		inSeries: " AND (tenant, fingerprint) IN (SELECT tenant, fingerprint FROM " + q.s.db + ".series WHERE " + where + ")"}
+	chunkCond, chunkArgs := seriesCond(byKey, q.s.db, where, args, true)
+	rawCond, rawArgs := seriesCond(byKey, q.s.db, where, args, false)
+	r := fetchRun{q: q, byKey: byKey}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var chunkErr error
@@ -438,12 +433,12 @@ func (q *querier) fetch(ctx context.Context, where string, args []any, mint, max
 		defer close(done)
 		// A chunk lies within one day, so min_ts bounds which partitions
 		// can hold one that reaches into the range.
-		chunkErr = r.chunks(ctx, append(append(append([]any{}, tenantArgs...), mint-dayMillis, maxt, mint), args...))
+		chunkErr = r.chunks(ctx, chunkCond, append(chunkArgs, mint-dayMillis, maxt, mint))
 		if chunkErr != nil {
 			cancel()
 		}
 	}()
-	rawErr := r.raw(ctx, append(append(append([]any{}, tenantArgs...), mint, maxt), args...))
+	rawErr := r.raw(ctx, rawCond, append(rawArgs, mint, maxt))
 	if rawErr != nil {
 		cancel()
 	}
@@ -466,14 +461,97 @@ func (q *querier) fetch(ctx context.Context, where string, args []any, mint, max
 	return nil
 }
 
+// literalSeriesMax is the most series whose fingerprints a statement
+// lists; above it, each tenant's fingerprints come from a subquery on the
+// series table (a listed fingerprint costs about 20 bytes of SQL, and
+// ClickHouse's max_query_size is 256 KiB by default). literalNamesMax is
+// the same for metric names, which the chunks statement lists when it can.
+// Variables so that tests can take the other path.
+var (
+	literalSeriesMax = 4000
+	literalNamesMax  = 1000
+)
+
+// seriesCond returns the condition that selects the rows of the series in
+// byKey, one clause per tenant: "tenant = ? AND fingerprint IN (...)",
+// which ClickHouse matches against the primary key of samples and chunks
+// (18.16 does not for an IN on the (tenant, fingerprint) tuple), so that a
+// statement reads the granules of those series and not the whole day.
+// withNames adds the series' metric names, which lead the chunks key after
+// the tenant. where and args select the same series from the series table,
+// for when there are too many fingerprints to list.
+func seriesCond(byKey map[seriesKey]*chSeries, db, where string, whereArgs []any, withNames bool) (string, []any) {
+	type tenantSet struct {
+		fps   []uint64
+		names map[string]struct{}
+	}
+	byTenant := map[string]*tenantSet{}
+	for k, s := range byKey {
+		t := byTenant[k.tenant]
+		if t == nil {
+			t = &tenantSet{names: map[string]struct{}{}}
+			byTenant[k.tenant] = t
+		}
+		t.fps = append(t.fps, k.fp)
+		t.names[s.lset.Get(labels.MetricName)] = struct{}{}
+	}
+	tenants := make([]string, 0, len(byTenant))
+	for t := range byTenant {
+		tenants = append(tenants, t)
+	}
+	slices.Sort(tenants)
+	var b strings.Builder
+	var args []any
+	b.WriteString("(")
+	for i, tenant := range tenants {
+		t := byTenant[tenant]
+		if i > 0 {
+			b.WriteString(" OR ")
+		}
+		b.WriteString("(tenant = ?")
+		args = append(args, tenant)
+		if withNames && len(t.names) <= literalNamesMax {
+			names := make([]string, 0, len(t.names))
+			for n := range t.names {
+				names = append(names, n)
+			}
+			slices.Sort(names)
+			b.WriteString(" AND metric_name IN (")
+			for j, n := range names {
+				if j > 0 {
+					b.WriteString(", ")
+				}
+				b.WriteString("?")
+				args = append(args, n)
+			}
+			b.WriteString(")")
+		}
+		if len(byKey) <= literalSeriesMax {
+			slices.Sort(t.fps)
+			b.WriteString(" AND fingerprint IN (")
+			for j, fp := range t.fps {
+				if j > 0 {
+					b.WriteString(", ")
+				}
+				b.WriteString(strconv.FormatUint(fp, 10))
+			}
+			b.WriteString(")")
+		} else {
+			b.WriteString(" AND fingerprint IN (SELECT fingerprint FROM " + db + ".series WHERE tenant = ? AND " + where + ")")
+			args = append(append(args, tenant), whereArgs...)
+		}
+		b.WriteString(")")
+	}
+	b.WriteString(")")
+	return b.String(), args
+}
+
 // fetchRun is one fetch: its two statements fill different fields of the
 // same series (chunks and samples), and share the samples limit.
 type fetchRun struct {
-	q          *querier
-	byKey      map[seriesKey]*chSeries // read only while the statements run
-	tenantCond string
-	inSeries   string
-	total      atomic.Int64
+	q     *querier
+	byKey map[seriesKey]*chSeries // read only while the statements run
+	total atomic.Int64
 }
 
 func (r *fetchRun) count(n int) error {
@@ -483,12 +561,12 @@ func (r *fetchRun) count(n int) error {
 	return nil
 }
 
-// chunks reads the compacted chunks. PREWHERE: the conditions read the
-// small columns only, and data is read for the rows that pass (18.16 does
-// not use the primary key for the IN on (tenant, fingerprint)).
-func (r *fetchRun) chunks(ctx context.Context, args []any) error {
-	rows, err := r.q.s.conn.Query(ctx, "SELECT tenant, fingerprint, min_ts, max_ts, samples, data FROM "+r.q.s.db+".chunks PREWHERE "+r.tenantCond+
-		" AND min_ts > ? AND min_ts <= ? AND max_ts >= ?"+r.inSeries, args...)
+// chunks reads the compacted chunks of the series that cond selects.
+// PREWHERE: the conditions read the small columns only, and data is read
+// for the granules with rows that pass.
+func (r *fetchRun) chunks(ctx context.Context, cond string, args []any) error {
+	rows, err := r.q.s.conn.Query(ctx, "SELECT tenant, fingerprint, min_ts, max_ts, samples, data FROM "+r.q.s.db+".chunks PREWHERE "+cond+
+		" AND min_ts > ? AND min_ts <= ? AND max_ts >= ?", args...)
 	if err != nil {
 		return fmt.Errorf("select chunks: %w", err)
 	}
@@ -522,9 +600,9 @@ func (r *fetchRun) chunks(ctx context.Context, args []any) error {
 // raw reads the raw samples: one row per series with its samples packed
 // (see packedSamples), put in time order, and a repeated timestamp (a
 // batch stored twice) kept once.
-func (r *fetchRun) raw(ctx context.Context, args []any) error {
-	rows, err := r.q.s.conn.Query(ctx, "SELECT tenant, fingerprint, "+packedSamples+" FROM "+r.q.s.db+".samples WHERE "+r.tenantCond+
-		" AND ts >= ? AND ts <= ?"+r.inSeries+" GROUP BY tenant, fingerprint", args...)
+func (r *fetchRun) raw(ctx context.Context, cond string, args []any) error {
+	rows, err := r.q.s.conn.Query(ctx, "SELECT tenant, fingerprint, "+packedSamples+" FROM "+r.q.s.db+".samples WHERE "+cond+
+		" AND ts >= ? AND ts <= ? GROUP BY tenant, fingerprint", args...)
 	if err != nil {
 		return fmt.Errorf("select samples: %w", err)
 	}

@@ -52,12 +52,19 @@ var migrations = [][]string{
 		// day, per series, as Prometheus XOR chunks (tsdb/chunkenc) of up
 		// to chunkSamples samples each (see compact.go). A chunk never
 		// spans two days, so it sits in its day's partition and retention
-		// drops the same partitions here as in samples. The key ends with
-		// the chunk's hash: a compaction run again after a crash writes
-		// identical rows, which the engine folds, and never folds two
-		// different chunks that start at the same timestamp.
+		// drops the same partitions here as in samples.
+		// The key puts the series of one metric side by side, and granules
+		// are small (a chunk row carries up to a few KiB of data): a query
+		// names its tenants, metric names and fingerprints, and reads the
+		// granules that hold them rather than data of the whole day. The
+		// key ends with the chunk's hash: a compaction run again after a
+		// crash writes identical rows, which the engine folds, and never
+		// folds two different chunks that start at the same timestamp.
+		// (This table changed before any release: version 2 of the schema
+		// is this one.)
 		`CREATE TABLE IF NOT EXISTS {db}.chunks (
 			tenant LowCardinality(String),
+			metric_name LowCardinality(String),
 			fingerprint UInt64,
 			min_ts Int64,
 			max_ts Int64,
@@ -66,7 +73,8 @@ var migrations = [][]string{
 			data String
 		) ENGINE = ReplacingMergeTree()
 		PARTITION BY toYYYYMMDD(toDateTime(intDiv(min_ts, 1000)), 'UTC')
-		ORDER BY (tenant, fingerprint, min_ts, hash)`,
+		ORDER BY (tenant, metric_name, fingerprint, min_ts, hash)
+		SETTINGS index_granularity = 1024`,
 	},
 }
 
