@@ -453,7 +453,7 @@ func (h *Hub) Run(ctx context.Context) error {
 			if h.cluster != nil {
 				owns = func() bool { return h.cluster.Owns("compaction") }
 			}
-			h.store.RunCompaction(runCtx, h.cfg.ClickHouse.Compaction, h.cfg.Ingest.MaxAge, owns)
+			h.store.RunCompaction(runCtx, h.cfg.ClickHouse.Compaction, owns)
 		})
 		wg.Wait()
 	}()

@@ -19,13 +19,15 @@ import (
 // cost Prometheus (1 to 2). Reads take chunks and raw samples together, so
 // a day reads the same before, during and after its compaction.
 //
-// A day is compacted once no hub can accept samples for it any more: its
-// end must be older than ingest.max_age plus a margin. The partition is
-// dropped only after its row count is read again and found unchanged, so
-// a sample that arrived anyway (a hub with a clock far behind) keeps the
-// day raw until the next run, which compacts it again; identical chunks
-// fold (ReplacingMergeTree on a key that ends with the chunk's hash) and
-// overlapping ones are merged sample by sample when read.
+// A day is compacted once its end is older than a delay (2 h by default):
+// by then nearly every sample of the day has arrived. The partition is
+// dropped only after its row count is read again and found unchanged.
+// Samples that arrive later (an agent's backlog after an outage, up to
+// ingest.max_age old) are stored raw in the day's partition again, read
+// together with the day's chunks, and compacted by a later run into
+// chunks of their own; identical chunks fold (ReplacingMergeTree on a key
+// that ends with the chunk's hash) and overlapping ones are merged sample
+// by sample when read.
 
 // chunkSamples is the most samples one chunk holds: an hour at 15 s.
 // Prometheus cuts at 120 for the sake of its in-memory head; a compacted
@@ -49,19 +51,19 @@ type CompactionConfig struct {
 	Disabled bool `yaml:"disabled"`
 	// Interval is how often the hub looks for days to compact.
 	Interval time.Duration `yaml:"interval"`
-	// Margin is added to ingest.max_age: a day is compacted once its end is
-	// older than max_age plus margin, so that no hub still accepts samples
-	// for it (the margin covers clocks that differ between hubs and
-	// inserts still queued).
-	Margin time.Duration `yaml:"margin"`
+	// Delay is how long after a UTC day ends it is compacted. Samples of
+	// the day that arrive later are still accepted (up to ingest.max_age)
+	// and compacted by a later run; until then they are read merged with
+	// the day's chunks, which costs the reads of those series some time.
+	Delay time.Duration `yaml:"delay"`
 }
 
 func (c *CompactionConfig) setDefaults() {
 	if c.Interval == 0 {
 		c.Interval = 10 * time.Minute
 	}
-	if c.Margin == 0 {
-		c.Margin = time.Hour
+	if c.Delay == 0 {
+		c.Delay = 2 * time.Hour
 	}
 }
 
@@ -69,8 +71,8 @@ func (c *CompactionConfig) validate() error {
 	if c.Interval <= 0 {
 		return errors.New("clickhouse.compaction.interval: must be positive")
 	}
-	if c.Margin < 0 {
-		return errors.New("clickhouse.compaction.margin: must not be negative")
+	if c.Delay < 0 {
+		return errors.New("clickhouse.compaction.delay: must not be negative")
 	}
 	return nil
 }
@@ -372,11 +374,11 @@ func (w *chunkWriter) flush(ctx context.Context) error {
 }
 
 // RunCompaction compacts, every cfg.Interval until ctx ends, the raw days
-// that ended more than maxAge (ingest.max_age) plus cfg.Margin ago. owns,
+// that ended more than cfg.Delay ago. owns,
 // if not nil, says whether this hub is the one of its cluster that
 // compacts now; two hubs compacting the same day write the same chunks,
 // so ownership only saves work.
-func (s *Store) RunCompaction(ctx context.Context, cfg CompactionConfig, maxAge time.Duration, owns func() bool) {
+func (s *Store) RunCompaction(ctx context.Context, cfg CompactionConfig, owns func() bool) {
 	if cfg.Disabled {
 		return
 	}
@@ -384,7 +386,7 @@ func (s *Store) RunCompaction(ctx context.Context, cfg CompactionConfig, maxAge 
 	defer t.Stop()
 	for {
 		if owns == nil || owns() {
-			horizon := time.Now().Add(-maxAge - cfg.Margin)
+			horizon := time.Now().Add(-cfg.Delay)
 			done, err := s.CompactBefore(ctx, horizon)
 			for _, st := range done {
 				s.logger.Info("compacted a day of raw samples into chunks", "day", st.Day.Format(time.DateOnly),

@@ -291,6 +291,63 @@ func TestCompaction(t *testing.T) {
 	}
 }
 
+// TestRunCompaction runs the background loop as a hub does: a day that
+// ended more than the delay ago is compacted, today is not, and a hub that
+// does not own compaction compacts nothing.
+func TestRunCompaction(t *testing.T) {
+	f := newCompactFixture(t)
+	yesterday := time.Now().UTC().Truncate(24*time.Hour).Add(-24 * time.Hour)
+	var ts []int64
+	for i := range 100 {
+		ts = append(ts, yesterday.UnixMilli()+int64(i)*60_000)
+	}
+	f.write("requests_total", ts, func(i int) float64 { return float64(i) })
+	now := time.Now().UnixMilli()
+	f.write("up", []int64{now - 1000, now}, func(int) float64 { return 1 })
+
+	run := func(cfg CompactionConfig, owns func() bool, until func() bool) {
+		t.Helper()
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); f.s.RunCompaction(ctx, cfg, owns) }()
+		deadline := time.Now().Add(30 * time.Second)
+		for !until() {
+			if time.Now().After(deadline) {
+				cancel()
+				<-done
+				t.Fatalf("raw days %v after 30 s", f.rawDays())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		cancel()
+		<-done
+	}
+	cfg := CompactionConfig{Interval: 20 * time.Millisecond}
+	cfg.setDefaults()
+	if cfg.Delay != 2*time.Hour {
+		t.Fatalf("default delay %v", cfg.Delay)
+	}
+	// Not the owner: several rounds pass and nothing is compacted.
+	rounds := 0
+	run(cfg, func() bool { rounds++; return false }, func() bool { return rounds >= 3 })
+	if got := f.rawDays(); len(got) != 2 {
+		t.Fatalf("raw days %v, want yesterday and today (this hub does not own compaction)", got)
+	}
+	// The owner compacts yesterday (ended more than 2 h ago unless the
+	// test runs in the first 2 h of a UTC day; then a delay of 0 does).
+	if time.Since(yesterday.Add(24*time.Hour)) < cfg.Delay {
+		cfg.Delay = 0
+	}
+	run(cfg, func() bool { return true }, func() bool { return len(f.rawDays()) == 1 })
+	if got := f.rawDays(); got[0] != time.Now().UTC().Format(time.DateOnly) {
+		t.Fatalf("raw days %v, want today only", got)
+	}
+	f.check("after the background compaction", yesterday.UnixMilli(), now)
+	if n := testutil.ToFloat64(f.s.compactDays); n != 1 {
+		t.Fatalf("compacted days metric %v, want 1", n)
+	}
+}
+
 // TestCompactionBytesPerSample compacts a day of node-like series (a third
 // constant, a third counters and a third gauges whose low bits change at
 // every sample) and checks that the chunks take under 60% of the raw rows'

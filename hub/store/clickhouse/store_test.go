@@ -145,7 +145,7 @@ func TestConfigValidate(t *testing.T) {
 		{"negative compaction interval", Config{Addr: []string{"a:1"}, Database: "x", MaxOpenConns: 1,
 			Compaction: CompactionConfig{Interval: -time.Minute}}, "clickhouse.compaction.interval"},
 		{"negative compaction margin", Config{Addr: []string{"a:1"}, Database: "x", MaxOpenConns: 1,
-			Compaction: CompactionConfig{Interval: time.Minute, Margin: -time.Hour}}, "clickhouse.compaction.margin"},
+			Compaction: CompactionConfig{Interval: time.Minute, Delay: -time.Hour}}, "clickhouse.compaction.delay"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.cfg.Validate()
