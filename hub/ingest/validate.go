@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -175,10 +176,19 @@ func normalize(dst, ls []wireLabel, tenant string) []wireLabel {
 	start := len(dst)
 	tenantSet := false
 	for _, l := range ls {
+		// Sorted labels (as senders must send them) get the tenant label
+		// in its place, and need no sort below.
+		if !tenantSet && l.name > TenantLabel {
+			dst = append(dst, wireLabel{TenantLabel, tenant})
+			tenantSet = true
+		}
 		switch {
 		case l.value == "":
 			continue
 		case l.name == TenantLabel:
+			if tenantSet {
+				continue // placed already, with the tenant's value
+			}
 			l.value = tenant
 			tenantSet = true
 		}
@@ -192,6 +202,15 @@ func normalize(dst, ls []wireLabel, tenant string) []wireLabel {
 	}
 	return dst
 }
+
+// convertScratch is convertWire's working space.
+type convertScratch struct {
+	norm   []wireLabel
+	bounds []int
+	fps    []uint64
+}
+
+var convertScratchPool = sync.Pool{New: func() any { return new(convertScratch) }}
 
 // convertWire validates req for tenant and returns the accepted samples.
 // Series that fail validation or exceed the tenant's series limit are
@@ -208,10 +227,16 @@ func (s *Service) convertWire(tenant string, req *wireRequest, now time.Time, re
 		ts:     make([]int64, 0, len(req.samples)),
 		vals:   make([]float64, 0, len(req.samples)),
 	}
-	// Outside the tenant's lock: stored label sets and fingerprints.
-	norm := make([]wireLabel, 0, len(req.labels)+len(req.series))
-	bounds := make([]int, len(req.series)+1)
-	fps := make([]uint64, len(req.series))
+	// Outside the tenant's lock: stored label sets and fingerprints, in
+	// scratch space reused across batches (labels are copied out of it
+	// into series rows before it goes back).
+	sc := convertScratchPool.Get().(*convertScratch)
+	defer convertScratchPool.Put(sc)
+	norm := slices.Grow(sc.norm[:0], len(req.labels)+len(req.series))
+	bounds := slices.Grow(sc.bounds[:0], len(req.series)+1)[:len(req.series)+1]
+	fps := slices.Grow(sc.fps[:0], len(req.series))[:len(req.series)]
+	bounds[0] = 0
+	defer func() { sc.norm, sc.bounds, sc.fps = norm[:0], bounds[:0], fps[:0] }()
 	var h clickhouse.Hasher
 	for i := range req.series {
 		if n := req.series[i].histograms; n > 0 {

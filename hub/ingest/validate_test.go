@@ -709,3 +709,44 @@ func (c *Config) checkLabels(ls []prompb.Label) string {
 	}
 	return c.checkWire(w)
 }
+
+// TestNormalize checks the stored label set: sorted by name, empty values
+// dropped, and the tenant label present once with the tenant's value,
+// whatever the sender put there and in whatever order it sent the labels.
+func TestNormalize(t *testing.T) {
+	l := func(kv ...string) []wireLabel {
+		var out []wireLabel
+		for i := 0; i < len(kv); i += 2 {
+			out = append(out, wireLabel{kv[i], kv[i+1]})
+		}
+		return out
+	}
+	want := l("__name__", "up", "bureau", "consular", "instance", "a:1", "job", "node")
+	for _, tc := range []struct {
+		name string
+		in   []wireLabel
+	}{
+		{"sorted, no tenant label", l("__name__", "up", "instance", "a:1", "job", "node")},
+		{"sorted, tenant label of another tenant", l("__name__", "up", "bureau", "health", "instance", "a:1", "job", "node")},
+		{"sorted, empty tenant label", l("__name__", "up", "bureau", "", "instance", "a:1", "job", "node")},
+		{"unsorted, tenant label last", l("job", "node", "instance", "a:1", "__name__", "up", "bureau", "health")},
+		{"unsorted, no tenant label", l("job", "node", "__name__", "up", "instance", "a:1")},
+		{"empty values dropped", l("__name__", "up", "az", "", "instance", "a:1", "job", "node", "zone", "")},
+		{"every name after the tenant label", l("instance", "a:1", "job", "node", "__name__", "up")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			prefix := l("x", "y")
+			got := normalize(prefix, tc.in, "consular")
+			if !slices.Equal(got[:1], prefix) || !slices.Equal(got[1:], want) {
+				t.Fatalf("normalize(%v) = %v, want %v after the prefix", tc.in, got[1:], want)
+			}
+		})
+	}
+	// Only the tenant label, or none at all.
+	if got := normalize(nil, l("bureau", "x"), "consular"); !slices.Equal(got, l("bureau", "consular")) {
+		t.Fatalf("got %v", got)
+	}
+	if got := normalize(nil, nil, "consular"); !slices.Equal(got, l("bureau", "consular")) {
+		t.Fatalf("got %v", got)
+	}
+}
