@@ -296,7 +296,7 @@ func TestCompaction(t *testing.T) {
 // does not own compaction compacts nothing.
 func TestRunCompaction(t *testing.T) {
 	f := newCompactFixture(t)
-	yesterday := time.Now().UTC().Truncate(24*time.Hour).Add(-24 * time.Hour)
+	yesterday := time.Now().UTC().Truncate(24 * time.Hour).Add(-24 * time.Hour)
 	var ts []int64
 	for i := range 100 {
 		ts = append(ts, yesterday.UnixMilli()+int64(i)*60_000)
