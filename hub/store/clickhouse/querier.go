@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
@@ -585,7 +586,10 @@ func (r *fetchRun) chunks(ctx context.Context, cond string, args []any) error {
 		if s == nil {
 			continue // dropped by the exact matcher check
 		}
-		c.data = []byte(data)
+		// The driver hands out each String as a new Go string (ch-go's
+		// ColStr.Row copies), and chunks are only read: view its bytes
+		// rather than copy them again.
+		c.data = unsafe.Slice(unsafe.StringData(data), len(data))
 		s.chunks = append(s.chunks, c)
 		if err := r.count(int(n)); err != nil {
 			return err
