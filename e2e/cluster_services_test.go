@@ -166,7 +166,7 @@ func TestClusterHostedServices(t *testing.T) {
 
 	// A health-code result recorded through a forwarding hub.
 	person := healthcode.PersonID(7)
-	if a, err := call("POST", via.healthURL()+"/api/v1/results", "", map[string]string{"id": person, "time": "2026-11-05T09:30:00+08:00", "result": "positive"}, nil); err != nil || a.code != 200 {
+	if a, err := callThroughMove(t, "POST", via.healthURL()+"/api/v1/results", map[string]string{"id": person, "time": "2026-11-05T09:30:00+08:00", "result": "positive"}); err != nil || a.code != 200 {
 		t.Fatalf("record a result: %v %d %v", err, a.code, a.body)
 	}
 	before, err := call("GET", via.healthURL()+"/api/v1/codes/"+person, "", nil, nil)
@@ -175,7 +175,7 @@ func TestClusterHostedServices(t *testing.T) {
 	}
 
 	// Book and pay continuously through the forwarding hub.
-	slots, err := call("GET", via.bookingURL()+"/api/v1/slots?consulate=beijing&visa_type=tourist&limit=1000", "", nil, nil)
+	slots, err := callThroughMove(t, "GET", via.bookingURL()+"/api/v1/slots?consulate=beijing&visa_type=tourist&limit=1000", nil)
 	if err != nil || slots.code != 200 {
 		t.Fatalf("list slots: %v %d %v", err, slots.code, slots.body)
 	}
@@ -319,4 +319,20 @@ func TestClusterHostedServices(t *testing.T) {
 		return a.body["colour"] == before.body["colour"] && a.body["colour"] == "red",
 			fmt.Sprintf("colour %v, before the kill %v", a.body["colour"], before.body["colour"])
 	})
+}
+
+// callThroughMove makes an unauthenticated call to a hosted service and
+// retries, for up to 10 s, the answer a hub gives while its forwarding has
+// not yet followed a new owner (it does at its next reconcile tick): 503
+// with reason "no_owner" and Retry-After, which clients retry.
+func callThroughMove(t *testing.T, method, url string, body any) (httpAnswer, error) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		a, err := call(method, url, "", body, nil)
+		if err != nil || a.code != 503 || a.body["reason"] != "no_owner" || time.Now().After(deadline) {
+			return a, err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
