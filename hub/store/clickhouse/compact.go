@@ -218,7 +218,7 @@ func (s *Store) rawCounts(ctx context.Context, start, end int64) (map[string]uin
 // compactRange reads the raw samples of one tenant's fingerprints lo..hi
 // in [start, end), one row per series, and hands them to w as chunks.
 func (s *Store) compactRange(ctx context.Context, w *chunkWriter, st *CompactStats, tenant string, lo, hi uint64, start, end int64) error {
-	names, err := s.metricNames(ctx, tenant, lo, hi)
+	names, err := s.metricNames(ctx, tenant, lo, hi, start)
 	if err != nil {
 		return err
 	}
@@ -236,17 +236,18 @@ func (s *Store) compactRange(ctx context.Context, w *chunkWriter, st *CompactSta
 		if err := rows.Scan(&fp, &packed); err != nil {
 			return fmt.Errorf("scan raw samples: %w", err)
 		}
-		if len(packed)%packedRecord != 0 {
-			return fmt.Errorf("read raw samples: packed length %d is not a multiple of %d", len(packed), packedRecord)
-		}
 		name, ok := names[fp]
 		if !ok {
-			// Ingestion writes a series row before the series' samples,
-			// and queries find series through those rows: without one,
-			// the samples could never be read.
-			return fmt.Errorf("read raw samples: series %016x of tenant %q has samples but no series row", fp, tenant)
+			// Ingestion writes a series row for the day before the
+			// series' samples, and queries find series through those
+			// rows: without one, the samples could never be read.
+			return fmt.Errorf("read raw samples: series %016x of tenant %q has samples on %s but no series row for that day",
+				fp, tenant, time.UnixMilli(start).UTC().Format(time.DateOnly))
 		}
-		samples := toSamples(packed)
+		samples, err := toSamples(packed)
+		if err != nil {
+			return fmt.Errorf("read raw samples: %w", err)
+		}
 		st.Series++
 		st.Samples += len(samples)
 		encodeChunks(samples, func(c chunkRow) {
@@ -267,11 +268,13 @@ func (s *Store) compactRange(ctx context.Context, w *chunkWriter, st *CompactSta
 	return nil
 }
 
-// metricNames returns the metric name of each of a tenant's series
-// with a fingerprint in lo..hi.
-func (s *Store) metricNames(ctx context.Context, tenant string, lo, hi uint64) (map[uint64]string, error) {
-	rows, err := s.conn.Query(ctx, "SELECT fingerprint, any(metric_name) FROM "+s.db+".series WHERE tenant = ? AND fingerprint >= ? AND fingerprint <= ? GROUP BY fingerprint",
-		tenant, lo, hi)
+// metricNames returns the metric name of each of a tenant's series with a
+// fingerprint in lo..hi, from the series rows of the day that starts at
+// dayStart (ms): ingestion writes one for every day a series has samples,
+// and queries find the day's samples through it.
+func (s *Store) metricNames(ctx context.Context, tenant string, lo, hi uint64, dayStart int64) (map[uint64]string, error) {
+	rows, err := s.conn.Query(ctx, "SELECT fingerprint, any(metric_name) FROM "+s.db+".series WHERE tenant = ? AND date = toDate(?) AND fingerprint >= ? AND fingerprint <= ? GROUP BY fingerprint",
+		tenant, time.UnixMilli(dayStart).UTC().Format(time.DateOnly), lo, hi)
 	if err != nil {
 		return nil, fmt.Errorf("read metric names: %w", err)
 	}

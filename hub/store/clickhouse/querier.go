@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"strconv"
@@ -423,8 +424,7 @@ const packedRecord = 17
 // and the other statement then costs its round trip).
 // After both, each series' chunks and samples are settled (see settle).
 func (q *querier) fetch(ctx context.Context, where string, args []any, mint, maxt int64, byKey map[seriesKey]*chSeries) error {
-	chunkCond, chunkArgs := seriesCond(byKey, q.s.db, where, args, true)
-	rawCond, rawArgs := seriesCond(byKey, q.s.db, where, args, false)
+	chunkCond, rawCond := seriesConds(byKey, q.s.db, where, args)
 	r := fetchRun{q: q, byKey: byKey}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -434,12 +434,12 @@ func (q *querier) fetch(ctx context.Context, where string, args []any, mint, max
 		defer close(done)
 		// A chunk lies within one day, so min_ts bounds which partitions
 		// can hold one that reaches into the range.
-		chunkErr = r.chunks(ctx, chunkCond, append(chunkArgs, mint-dayMillis, maxt, mint))
+		chunkErr = r.chunks(ctx, "("+chunkCond.sql+")", append(chunkCond.args, mint-dayMillis, maxt, mint))
 		if chunkErr != nil {
 			cancel()
 		}
 	}()
-	rawErr := r.raw(ctx, rawCond, append(rawArgs, mint, maxt))
+	rawErr := r.raw(ctx, "("+rawCond.sql+")", append(rawCond.args, mint, maxt))
 	if rawErr != nil {
 		cancel()
 	}
@@ -473,15 +473,15 @@ var (
 	literalNamesMax  = 1000
 )
 
-// seriesCond returns the condition that selects the rows of the series in
-// byKey, one clause per tenant: "tenant = ? AND fingerprint IN (...)",
+// seriesConds returns the conditions that select the rows of the series
+// in byKey, one clause per tenant: "tenant = ? AND fingerprint IN (...)",
 // which ClickHouse matches against the primary key of samples and chunks
 // (18.16 does not for an IN on the (tenant, fingerprint) tuple), so that a
-// statement reads the granules of those series and not the whole day.
-// withNames adds the series' metric names, which lead the chunks key after
-// the tenant. where and args select the same series from the series table,
-// for when there are too many fingerprints to list.
-func seriesCond(byKey map[seriesKey]*chSeries, db, where string, whereArgs []any, withNames bool) (string, []any) {
+// statement reads the granules of those series and not the whole day. The
+// chunks condition adds the series' metric names, which lead that table's
+// key after the tenant. where and whereArgs select the same series from
+// the series table, for when there are too many fingerprints to list.
+func seriesConds(byKey map[seriesKey]*chSeries, db, where string, whereArgs []any) (chunks, raw seriesCond) {
 	type tenantSet struct {
 		fps   []uint64
 		names map[string]struct{}
@@ -496,55 +496,58 @@ func seriesCond(byKey map[seriesKey]*chSeries, db, where string, whereArgs []any
 		t.fps = append(t.fps, k.fp)
 		t.names[s.lset.Get(labels.MetricName)] = struct{}{}
 	}
-	tenants := make([]string, 0, len(byTenant))
-	for t := range byTenant {
-		tenants = append(tenants, t)
-	}
-	slices.Sort(tenants)
-	var b strings.Builder
-	var args []any
-	b.WriteString("(")
-	for i, tenant := range tenants {
+	listed := len(byKey) <= literalSeriesMax
+	for _, tenant := range slices.Sorted(maps.Keys(byTenant)) {
 		t := byTenant[tenant]
-		if i > 0 {
-			b.WriteString(" OR ")
-		}
-		b.WriteString("(tenant = ?")
-		args = append(args, tenant)
-		if withNames && len(t.names) <= literalNamesMax {
-			names := make([]string, 0, len(t.names))
-			for n := range t.names {
-				names = append(names, n)
-			}
-			slices.Sort(names)
-			b.WriteString(" AND metric_name IN (")
-			for j, n := range names {
-				if j > 0 {
-					b.WriteString(", ")
-				}
-				b.WriteString("?")
-				args = append(args, n)
-			}
-			b.WriteString(")")
-		}
-		if len(byKey) <= literalSeriesMax {
+		// The fingerprint clause, the same in both conditions.
+		var fps strings.Builder
+		var fpArgs []any
+		if listed {
 			slices.Sort(t.fps)
-			b.WriteString(" AND fingerprint IN (")
+			fps.WriteString(" AND fingerprint IN (")
 			for j, fp := range t.fps {
 				if j > 0 {
-					b.WriteString(", ")
+					fps.WriteString(", ")
 				}
-				b.WriteString(strconv.FormatUint(fp, 10))
+				fps.WriteString(strconv.FormatUint(fp, 10))
 			}
-			b.WriteString(")")
+			fps.WriteString(")")
 		} else {
-			b.WriteString(" AND fingerprint IN (SELECT fingerprint FROM " + db + ".series WHERE tenant = ? AND " + where + ")")
-			args = append(append(args, tenant), whereArgs...)
+			fps.WriteString(" AND fingerprint IN (SELECT fingerprint FROM " + db + ".series WHERE tenant = ? AND " + where + ")")
+			fpArgs = append([]any{tenant}, whereArgs...)
 		}
-		b.WriteString(")")
+		var names strings.Builder
+		var nameArgs []any
+		if len(t.names) <= literalNamesMax {
+			names.WriteString(" AND metric_name IN (")
+			for j, n := range slices.Sorted(maps.Keys(t.names)) {
+				if j > 0 {
+					names.WriteString(", ")
+				}
+				names.WriteString("?")
+				nameArgs = append(nameArgs, n)
+			}
+			names.WriteString(")")
+		}
+		raw.add(tenant, "", nil, fps.String(), fpArgs)
+		chunks.add(tenant, names.String(), nameArgs, fps.String(), fpArgs)
 	}
-	b.WriteString(")")
-	return b.String(), args
+	return chunks, raw
+}
+
+// seriesCond is an SQL condition and its arguments.
+type seriesCond struct {
+	sql  string
+	args []any
+}
+
+// add ORs one tenant's clause into c.
+func (c *seriesCond) add(tenant, names string, nameArgs []any, fps string, fpArgs []any) {
+	if c.sql != "" {
+		c.sql += " OR "
+	}
+	c.sql += "(tenant = ?" + names + fps + ")"
+	c.args = append(append(append(c.args, tenant), nameArgs...), fpArgs...)
 }
 
 // fetchRun is one fetch: its two statements fill different fields of the
@@ -623,10 +626,9 @@ func (r *fetchRun) raw(ctx context.Context, cond string, args []any) error {
 		if s == nil {
 			continue // dropped by the exact matcher check
 		}
-		if len(packed)%packedRecord != 0 {
-			return fmt.Errorf("read samples: packed length %d is not a multiple of %d", len(packed), packedRecord)
+		if s.samples, err = toSamples(packed); err != nil {
+			return fmt.Errorf("read samples: %w", err)
 		}
-		s.samples = toSamples(packed)
 		if err := r.count(len(s.samples)); err != nil {
 			return err
 		}
@@ -640,13 +642,16 @@ func (r *fetchRun) raw(ctx context.Context, cond string, args []any) error {
 // toSamples decodes packed records into samples in time order, one sample
 // per timestamp. Parts come back in any order, each sorted, so the input is
 // usually sorted already.
-func toSamples(packed string) fSamples {
+func toSamples(packed string) (fSamples, error) {
+	if len(packed)%packedRecord != 0 {
+		return nil, fmt.Errorf("packed length %d is not a multiple of %d", len(packed), packedRecord)
+	}
 	out := make(fSamples, len(packed)/packedRecord)
 	for i := range out {
 		r := packed[i*packedRecord:]
 		out[i] = fSample{int64(le64(r)), math.Float64frombits(le64(r[8:]))}
 	}
-	return sortDedupe(out)
+	return sortDedupe(out), nil
 }
 
 // sortDedupe puts samples in time order, keeping one sample per timestamp
