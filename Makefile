@@ -43,6 +43,7 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzBatchDecode$$' -fuzztime=$(FUZZTIME) ./hub/ingest/
 	$(GO) test -run='^$$' -fuzz='^FuzzWireMatchesPrompb$$' -fuzztime=$(FUZZTIME) ./hub/ingest/
 	$(GO) test -run='^$$' -fuzz='^FuzzRemoteWriteHandler$$' -fuzztime=$(FUZZTIME) ./agent/remotewrite/
+	$(GO) test -run='^$$' -fuzz='^FuzzRoundTrip$$' -fuzztime=$(FUZZTIME) ./hub/store/chunk/
 
 # Starts ClickHouse, a hub and agents for three bureaus on loopback.
 demo: build

@@ -1,12 +1,16 @@
 package ingest
 
 import (
+	"cmp"
 	"encoding/binary"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
+	"github.com/bureauhub/bureauhub/hub/store/chunk"
 	"github.com/klauspost/compress/zstd"
+	"github.com/pierrec/lz4/v4"
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
 )
 
@@ -22,11 +26,11 @@ import (
 //
 // Run: go test -run '^$' -bench ChunkEncodings -benchtime 1x ./bench/ingest/
 func BenchmarkChunkEncodings(b *testing.B) {
-	const nSeries, rounds, chunk = 5120, 683, 240
+	const nSeries, rounds, chunkLen = 5120, 683, 240
 	set := GenerateSeries(nSeries)
-	var xor, dec []byte
+	var xor, dec, ours []byte
 	for range b.N {
-		xor, dec = xor[:0], dec[:0]
+		xor, dec, ours = xor[:0], dec[:0], ours[:0]
 		for _, id := range rand.New(rand.NewPCG(1, 2)).Perm(len(set)) {
 			s := &set[id]
 			ts := make([]int64, rounds)
@@ -37,8 +41,8 @@ func BenchmarkChunkEncodings(b *testing.B) {
 				prev = s.model.next(prev, id, r, ts[r])
 				vs[r] = prev
 			}
-			for i := 0; i < rounds; i += chunk {
-				j := min(i+chunk, rounds)
+			for i := 0; i < rounds; i += chunkLen {
+				j := min(i+chunkLen, rounds)
 				c := chunkenc.NewXORChunk()
 				app, _ := c.Appender()
 				for k := i; k < j; k++ {
@@ -46,12 +50,16 @@ func BenchmarkChunkEncodings(b *testing.B) {
 				}
 				xor = append(xor, c.Bytes()...)
 				dec = appendDecimalChunk(dec, ts[i:j], vs[i:j])
+				ours = chunk.Append(ours, ts[i:j], vs[i:j])
 			}
 		}
 	}
 	samples := float64(nSeries * rounds)
 	b.ReportMetric(float64(zstdSize(xor))/samples, "xor-zstd-B/sample")
 	b.ReportMetric(float64(zstdSize(dec))/samples, "decimal-zstd-B/sample")
+	b.ReportMetric(float64(len(ours))/samples, "chunk-B/sample")
+	b.ReportMetric(float64(zstdSize(ours))/samples, "chunk-zstd-B/sample")
+	b.ReportMetric(float64(lz4Size(ours))/samples, "chunk-lz4-B/sample")
 }
 
 // appendDecimalChunk encodes one chunk: delta-of-delta timestamps, then
@@ -111,6 +119,24 @@ func toDecimal(v float64) (int64, int, bool) {
 	return 0, 0, false
 }
 
+// lz4Size is b's size in LZ4 blocks of 1 MiB, ClickHouse's default.
+func lz4Size(b []byte) int {
+	n := 0
+	var c lz4.Compressor
+	buf := make([]byte, lz4.CompressBlockBound(1<<20))
+	for i := 0; i < len(b); i += 1 << 20 {
+		k, err := c.CompressBlock(b[i:min(i+1<<20, len(b))], buf)
+		if err != nil {
+			panic(err)
+		}
+		if k == 0 { // incompressible: stored as is
+			k = min(1<<20, len(b)-i)
+		}
+		n += k
+	}
+	return n
+}
+
 func zstdSize(b []byte) int {
 	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest))
 	if err != nil {
@@ -121,4 +147,77 @@ func zstdSize(b []byte) int {
 		n += len(enc.EncodeAll(b[i:min(i+1<<20, len(b))], nil))
 	}
 	return n
+}
+
+// valueEntropyBits is the information, in bits, in one new value of a
+// series with model m given everything before it: what no lossless
+// encoding can store in less, on average.
+func valueEntropyBits(m model) float64 {
+	// discrete is the entropy of round(a + b*u) with u uniform in [0,1),
+	// in units of one quantum.
+	discrete := func(a, b float64) float64 {
+		if b >= 4096 {
+			return math.Log2(b)
+		}
+		h := 0.0
+		for k := math.Round(a); k <= math.Round(a+b); k++ {
+			lo, hi := max(a, k-0.5), min(a+b, k+0.5)
+			if p := (hi - lo) / b; p > 0 {
+				h -= p * math.Log2(p)
+			}
+		}
+		return h
+	}
+	switch m.kind {
+	case kindCounter:
+		step := m.rate * ScrapeIntervalMillis / 1000
+		if m.quantum == 0 {
+			return 52
+		}
+		return discrete(0.8*step/m.quantum, 0.4*step/m.quantum)
+	case kindDrift:
+		stay := 1 - m.prob + m.prob/41
+		return -stay*math.Log2(stay) - 40*(m.prob/41)*math.Log2(m.prob/41)
+	case kindNoise:
+		if m.quantum == 0 {
+			return 52
+		}
+		return discrete(m.start*(1-m.rate)/m.quantum, 2*m.start*m.rate/m.quantum)
+	default: // constants, and node_time_seconds, which the timestamp fixes
+		return 0
+	}
+}
+
+// TestEntropyFloor logs the least bytes per sample any lossless encoding
+// can store the ingest benchmark's load in: each value's information given
+// the series' past, plus the timestamp's (its jitter, one of five values,
+// when each series stores its own timestamps; nothing when a host's series
+// share them). Run: go test -run EntropyFloor -v ./bench/ingest/
+func TestEntropyFloor(t *testing.T) {
+	set := GenerateSeries(100_000)
+	var bits float64
+	byName := map[string]float64{}
+	for i := range set {
+		b := valueEntropyBits(set[i].model)
+		bits += b
+		byName[set[i].Labels[0][1]] += b
+	}
+	if bits == 0 {
+		t.Fatal("the load has no information")
+	}
+	n := float64(len(set))
+	t.Logf("values: %.3f bytes/sample; with per-series timestamps (log2 5 bits): %.3f bytes/sample",
+		bits/n/8, (bits/n+math.Log2(5))/8)
+	type kv struct {
+		name string
+		b    float64
+	}
+	var top []kv
+	for k, v := range byName {
+		top = append(top, kv{k, v})
+	}
+	slices.SortFunc(top, func(a, b kv) int { return cmp.Compare(b.b, a.b) })
+	for _, x := range top[:12] {
+		t.Logf("%-45s %5.1f%% of the values' bits", x.name, 100*x.b/bits)
+	}
 }

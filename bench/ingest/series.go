@@ -346,7 +346,9 @@ func (m *model) next(prev float64, id, round int, ts int64) float64 {
 			return quantize(m.start, m.quantum)
 		}
 		inc := m.rate * ScrapeIntervalMillis / 1000 * (0.8 + 0.4*rnd(uint64(id), uint64(round), 5))
-		return prev + quantize(inc, m.quantum)
+		// Rounded again: a sum of decimals is not the float nearest to the
+		// decimal sum, and an exporter's counter is.
+		return quantize(prev+quantize(inc, m.quantum), m.quantum)
 	case kindDrift:
 		if round == 0 {
 			return m.start
@@ -366,9 +368,18 @@ func (m *model) next(prev float64, id, round int, ts int64) float64 {
 	}
 }
 
+// quantize rounds v to a multiple of q. A fractional q gives the float64
+// nearest to the decimal (k/100, not k*0.01), which is what an exporter's
+// value is after the text format: node_exporter divides integer ticks by
+// USER_HZ, and Prometheus parses the decimal it prints.
 func quantize(v, q float64) float64 {
-	if q == 0 {
+	switch {
+	case q == 0:
 		return v
+	case q < 1:
+		inv := math.Round(1 / q)
+		return math.Round(v*inv) / inv
+	default:
+		return math.Round(v/q) * q
 	}
-	return math.Round(v/q) * q
 }

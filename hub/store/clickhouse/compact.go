@@ -9,14 +9,16 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/cespare/xxhash/v2"
-	"github.com/prometheus/prometheus/tsdb/chunkenc"
+
+	"github.com/bureauhub/bureauhub/hub/store/chunk"
 )
 
-// Compaction rewrites the raw samples of a finished UTC day into
-// Prometheus XOR chunks (the chunks table) and drops the day's partition
-// of samples. Raw rows cost 4 to 8 bytes per sample, because ClickHouse
-// 18.16 has no delta or Gorilla column codecs; XOR chunks cost what they
-// cost Prometheus (1 to 2). Reads take chunks and raw samples together, so
+// Compaction rewrites the raw samples of a finished UTC day into chunks
+// (package chunk: decimal mantissas and grid offsets, bit-packed, or
+// Prometheus XOR for values with no short decimal form) in the chunks
+// table, and drops the day's partition of samples. Raw rows cost 4 to 8
+// bytes per sample, because ClickHouse 18.16 has no delta or Gorilla
+// column codecs; chunks cost about 1. Reads take chunks and raw samples together, so
 // a day reads the same before, during and after its compaction.
 //
 // A day is compacted once its end is older than a delay (2 h by default):
@@ -306,7 +308,7 @@ type chunkRow struct {
 	data       string
 }
 
-// encodeChunks cuts samples (sorted, one per timestamp) into XOR chunks of
+// encodeChunks cuts samples (sorted, one per timestamp) into chunks of
 // equal size, at most chunkSamples each, and hands each to emit.
 func encodeChunks(samples fSamples, emit func(chunkRow)) {
 	if len(samples) == 0 {
@@ -314,17 +316,17 @@ func encodeChunks(samples fSamples, emit func(chunkRow)) {
 	}
 	n := (len(samples) + chunkSamples - 1) / chunkSamples
 	size := (len(samples) + n - 1) / n
+	ts := make([]int64, 0, size)
+	vs := make([]float64, 0, size)
+	var buf []byte
 	for i := 0; i < len(samples); i += size {
 		part := samples[i:min(i+size, len(samples))]
-		c := chunkenc.NewXORChunk()
-		app, err := c.Appender()
-		if err != nil {
-			panic(err) // a new XOR chunk always has an appender
-		}
+		ts, vs = ts[:0], vs[:0]
 		for _, smp := range part {
-			app.Append(0, smp.t, smp.f)
+			ts, vs = append(ts, smp.t), append(vs, smp.f)
 		}
-		emit(chunkRow{mint: part[0].t, maxt: part[len(part)-1].t, samples: uint32(len(part)), data: string(c.Bytes())})
+		buf = chunk.Append(buf[:0], ts, vs)
+		emit(chunkRow{mint: part[0].t, maxt: part[len(part)-1].t, samples: uint32(len(part)), data: string(buf)})
 	}
 }
 

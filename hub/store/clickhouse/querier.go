@@ -20,6 +20,8 @@ import (
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
 	"github.com/prometheus/prometheus/tsdb/chunks"
 	"github.com/prometheus/prometheus/util/annotations"
+
+	"github.com/bureauhub/bureauhub/hub/store/chunk"
 )
 
 // Scope says which tenants a query may read. The zero Scope reads nothing.
@@ -155,7 +157,7 @@ type chSeries struct {
 	mint, maxt int64 // the chunks' samples outside are skipped
 }
 
-// chunkRef is one XOR chunk of a series.
+// chunkRef is one encoded chunk of a series (package chunk).
 type chunkRef struct {
 	mint, maxt int64
 	data       []byte
@@ -194,20 +196,18 @@ func (s *chSeries) settle() error {
 	if !overlap {
 		return nil
 	}
-	var it chunkenc.Iterator
-	chunk := chunkenc.NewXORChunk()
+	var ts []int64
+	var vs []float64
 	merged := s.samples
 	for _, c := range s.chunks {
-		chunk.Reset(c.data)
-		it = chunk.Iterator(it)
-		for it.Next() != chunkenc.ValNone {
-			t, f := it.At()
-			if t >= s.mint && t <= s.maxt {
-				merged = append(merged, fSample{t, f})
-			}
-		}
-		if err := it.Err(); err != nil {
+		var err error
+		if ts, vs, err = chunk.Decode(c.data, ts[:0], vs[:0]); err != nil {
 			return fmt.Errorf("decode chunk: %w", err)
+		}
+		for i, t := range ts {
+			if t >= s.mint && t <= s.maxt {
+				merged = append(merged, fSample{t, vs[i]})
+			}
 		}
 	}
 	s.chunks = nil
@@ -215,14 +215,16 @@ func (s *chSeries) settle() error {
 	return nil
 }
 
-// chunksIterator iterates a series' chunks, decoding them as it goes and
-// skipping samples outside the query's range, then its raw samples.
+// chunksIterator iterates a series' chunks, decoding one whole chunk at a
+// time into its buffers and skipping samples outside the query's range,
+// then its raw samples.
 type chunksIterator struct {
 	s     *chSeries
-	ci    int // current chunk; len(s.chunks) once in the raw samples
-	ri    int // current raw sample, when ci == len(s.chunks)
-	xor   chunkenc.Iterator
-	chunk *chunkenc.XORChunk
+	ci    int       // next chunk to decode; len(s.chunks) once all are
+	ts    []int64   // the decoded chunk's samples
+	vs    []float64 //
+	i     int       // current sample in ts and vs
+	ri    int       // current raw sample, once the chunks are done
 	t     int64
 	f     float64
 	state chunkenc.ValueType // ValNone before the first Next and after the end
@@ -232,17 +234,7 @@ type chunksIterator struct {
 
 func (it *chunksIterator) reset(s *chSeries) {
 	it.s, it.ci, it.ri, it.state, it.begun, it.err = s, 0, -1, chunkenc.ValNone, false, nil
-	if it.chunk == nil {
-		it.chunk = chunkenc.NewXORChunk()
-	}
-	it.openChunk()
-}
-
-func (it *chunksIterator) openChunk() {
-	if it.ci < len(it.s.chunks) {
-		it.chunk.Reset(it.s.chunks[it.ci].data)
-		it.xor = it.chunk.Iterator(it.xor)
-	}
+	it.ts, it.vs, it.i = it.ts[:0], it.vs[:0], -1
 }
 
 func (it *chunksIterator) Next() chunkenc.ValueType {
@@ -250,28 +242,32 @@ func (it *chunksIterator) Next() chunkenc.ValueType {
 		return chunkenc.ValNone
 	}
 	it.begun = true
-	for it.ci < len(it.s.chunks) {
-		if it.xor.Next() == chunkenc.ValNone {
-			if err := it.xor.Err(); err != nil {
-				it.err = fmt.Errorf("decode chunk: %w", err)
+	for {
+		if it.i+1 < len(it.ts) {
+			it.i++
+			t := it.ts[it.i]
+			if t < it.s.mint {
+				continue
+			}
+			if t > it.s.maxt {
+				// Chunks are in order and raw samples come after them.
 				it.state = chunkenc.ValNone
 				return it.state
 			}
-			it.ci++
-			it.openChunk()
-			continue
+			it.t, it.f, it.state = t, it.vs[it.i], chunkenc.ValFloat
+			return it.state
 		}
-		t, f := it.xor.At()
-		if t < it.s.mint {
-			continue
+		if it.ci >= len(it.s.chunks) {
+			break
 		}
-		if t > it.s.maxt {
-			// Chunks are in order and raw samples come after them.
+		var err error
+		it.ts, it.vs, err = chunk.Decode(it.s.chunks[it.ci].data, it.ts[:0], it.vs[:0])
+		it.ci, it.i = it.ci+1, -1
+		if err != nil {
+			it.err = fmt.Errorf("decode chunk: %w", err)
 			it.state = chunkenc.ValNone
 			return it.state
 		}
-		it.t, it.f, it.state = t, f, chunkenc.ValFloat
-		return it.state
 	}
 	it.ri++
 	if it.ri >= len(it.s.samples) {
@@ -296,10 +292,15 @@ func (it *chunksIterator) Seek(t seekTime) chunkenc.ValueType {
 			return it.state
 		}
 	}
-	// Skip whole chunks that end before t, without decoding them.
-	for it.ci+1 < len(it.s.chunks) && it.s.chunks[it.ci].maxt < t {
-		it.ci++
-		it.openChunk()
+	if it.i+1 >= len(it.ts) || it.ts[len(it.ts)-1] < t {
+		// Nothing left in the decoded chunk is at or after t: skip the
+		// chunks that end before t without decoding them.
+		it.ts, it.i = it.ts[:0], -1
+		for it.ci < len(it.s.chunks) && it.s.chunks[it.ci].maxt < t {
+			it.ci++
+		}
+	} else if k, _ := slices.BinarySearch(it.ts[it.i+1:], t); k > 0 {
+		it.i += k // the sample before the first at or after t
 	}
 	for it.Next() != chunkenc.ValNone {
 		if it.t >= t {
