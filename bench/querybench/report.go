@@ -44,7 +44,7 @@ func Markdown(res *Results) string {
 	p("The data ends at %s, a little after the run started, so that rules evaluated during the run find current samples.\n\n", d.End.Format("2006-01-02 15:04Z"))
 	p("**Loading.** ClickHouse through the hub's own store (`clickhouse.Store.WriteBlock`, a series row per series and UTC day, blocks of 1M samples), then `OPTIMIZE TABLE ... FINAL` on `samples` and `series`; Prometheus from an OpenMetrics file through `promtool tsdb create-blocks-from openmetrics --max-block-duration=18h`, started with `--storage.tsdb.max-block-duration=18h` so that it does not compact during the run; VictoriaMetrics through `/api/v1/import`, then `/internal/force_flush` and `/internal/force_merge`.")
 	if d.Compacted {
-		p(" Then the hub's compaction (`Store.CompactBefore`) rewrote every day into Prometheus XOR chunks in the `chunks` table, as a hub does with each UTC day 2 h (`clickhouse.compaction.delay`) after it ends: the hub's queries read chunks, as Prometheus's read its blocks. That includes the current day, which a live hub keeps raw; `-compact=false` measures reads of raw samples.")
+		p(" Then the hub's compaction (`Store.CompactBefore`) rewrote every day into chunks (`hub/store/chunk`: decimal mantissas and grid offsets, bit-packed) in the `chunks` table, as a hub does with each UTC day 2 h (`clickhouse.compaction.delay`) after it ends: the hub's queries read chunks, as Prometheus's read its blocks. That includes the current day, which a live hub keeps raw; `-compact=false` measures reads of raw samples.")
 	} else {
 		p(" The hub's samples were left raw (`-compact=false`).")
 	}

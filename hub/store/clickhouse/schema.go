@@ -49,8 +49,8 @@ var migrations = [][]string{
 	},
 	{
 		// chunks holds compacted samples: the raw samples of a finished UTC
-		// day, per series, as Prometheus XOR chunks (tsdb/chunkenc) of up
-		// to chunkSamples samples each (see compact.go). A chunk never
+		// day, per series, as chunks (package chunk) of up to
+		// chunkSamples samples each (see compact.go). A chunk never
 		// spans two days, so it sits in its day's partition and retention
 		// drops the same partitions here as in samples.
 		// The key puts the series of one metric side by side, and granules

@@ -31,7 +31,7 @@ type Config struct {
 	// ReadTimeout bounds one statement, inserts included.
 	ReadTimeout  time.Duration `yaml:"read_timeout"`
 	MaxOpenConns int           `yaml:"max_open_conns"`
-	// Compaction rewrites finished days into Prometheus XOR chunks.
+	// Compaction rewrites finished days into chunks (package chunk).
 	Compaction CompactionConfig `yaml:"compaction"`
 }
 
