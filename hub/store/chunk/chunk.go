@@ -358,14 +358,10 @@ func (r *reader) uvarint(what string) uint64 {
 	return x
 }
 
+// varint reads what binary.AppendVarint wrote: a zigzag-encoded uvarint.
 func (r *reader) varint(what string) int64 {
-	x, k := binary.Varint(r.b)
-	if k <= 0 {
-		r.fail(what)
-		return 0
-	}
-	r.b = r.b[k:]
-	return x
+	ux := r.uvarint(what)
+	return int64(ux>>1) ^ -int64(ux&1)
 }
 
 func (r *reader) byte(what string) byte {
