@@ -70,7 +70,7 @@ type Config struct {
 	RulesWindow        time.Duration
 	EvaluationInterval time.Duration
 
-	// ProfileReps runs each full-span query that many times in process
+	// ProfileReps runs each query that many times in process
 	// against the same ClickHouse under a CPU profile; 0 skips it.
 	ProfileReps int
 	// Compact compacts every loaded day into chunks, as the hub does with
@@ -107,7 +107,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.RulesWindow, "rules-window", 80*time.Second, "how long each system evaluates the shipped rules; 0 skips the rule phase")
 	fs.DurationVar(&c.EvaluationInterval, "evaluation-interval", 15*time.Second, "rule evaluation interval")
 	fs.BoolVar(&c.Compact, "compact", true, "compact every loaded day into chunks (as the hub's compaction does once a day is older than ingest.max_age); false keeps the samples raw")
-	fs.IntVar(&c.ProfileReps, "profile-reps", 3, "in-process runs of each full-span query against ClickHouse under a CPU profile; 0 skips profiling")
+	fs.IntVar(&c.ProfileReps, "profile-reps", 3, "in-process runs of each query against ClickHouse under a CPU profile; 0 skips profiling")
 }
 
 // Validate reports the first invalid setting, by its flag name.

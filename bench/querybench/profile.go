@@ -75,7 +75,7 @@ type ProfileQuery struct {
 	Error               string  `json:"error,omitempty"`
 }
 
-// profileHub runs each full-span query ProfileReps times in this process
+// profileHub runs each query ProfileReps times in this process
 // under a CPU profile.
 func (r *runner) profileHub(ctx context.Context, qs []Query) (*Profile, error) {
 	store, err := clickhouse.Open(clickhouse.Config{Addr: []string{r.ch.Addr()}, Database: hubDB, Username: "default",

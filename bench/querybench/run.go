@@ -283,14 +283,8 @@ func Run(ctx context.Context, cfg Config, log io.Writer) (err error) {
 		}
 	}
 	if cfg.ProfileReps > 0 {
-		var full []Query
-		for _, q := range qs {
-			if q.Window == d.Span {
-				full = append(full, q)
-			}
-		}
-		r.logf("profile: %d full-span queries x %d in process", len(full), cfg.ProfileReps)
-		p, err := r.profileHub(ctx, full)
+		r.logf("profile: %d queries x %d in process", len(qs), cfg.ProfileReps)
+		p, err := r.profileHub(ctx, qs)
 		if err != nil {
 			r.note("profile failed: %v", err)
 		}
