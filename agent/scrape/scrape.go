@@ -25,7 +25,9 @@ import (
 	_ "github.com/prometheus/prometheus/discovery/http"
 )
 
-// Writer receives one scrape's series; *sink.Sink implements it.
+// Writer receives one scrape's series; *sink.Sink implements it. Write
+// must not keep ts or the slices in it after it returns: the scrape's
+// buffers are reused for the next scrape.
 type Writer interface {
 	Write(source string, ts []prompb.TimeSeries) error
 	Unsupported(source, reason string, n int)
@@ -113,7 +115,7 @@ func (t targetHealth) Collect(ch chan<- prometheus.Metric) {
 
 // Run scrapes until ctx ends.
 func (m *Manager) Run(ctx context.Context) error {
-	sm, err := promscrape.NewManager(&promscrape.Options{}, m.logger.With("component", "scrape"), nil, nil, appendable{m.w}, m.reg)
+	sm, err := promscrape.NewManager(&promscrape.Options{}, m.logger.With("component", "scrape"), nil, nil, newAppendable(m.w), m.reg)
 	if err != nil {
 		return fmt.Errorf("create scrape manager: %w", err)
 	}
@@ -194,17 +196,49 @@ func (m *Manager) discover(ctx context.Context, scfgs []*config.ScrapeConfig, wg
 }
 
 // appendable adapts Writer to Prometheus's storage.AppendableV2: each
-// scrape's appender collects the samples and writes them in Commit.
-type appendable struct{ w Writer }
+// scrape's appender collects the samples and writes them in Commit. The
+// appenders' buffers are pooled: a 10,000-series scrape built a label and
+// a sample slice per series, about 10 MB of garbage every scrape.
+type appendable struct {
+	w    Writer
+	bufs *sync.Pool // of *scrapeBuf
+}
+
+func newAppendable(w Writer) appendable {
+	return appendable{w: w, bufs: &sync.Pool{New: func() any { return &scrapeBuf{} }}}
+}
 
 func (a appendable) AppenderV2(context.Context) storage.AppenderV2 {
-	return &appender{w: a.w}
+	return &appender{w: a.w, pool: a.bufs, buf: a.bufs.Get().(*scrapeBuf)}
+}
+
+// scrapeBuf holds one scrape's series. labels and samples back the
+// series' slices; each series' labels have identityLabels spare places,
+// so that the sink adds the identity labels without reallocating.
+type scrapeBuf struct {
+	series  []prompb.TimeSeries
+	labels  []prompb.Label
+	samples []prompb.Sample
+	// nlabels is each series' label count: Commit slices the series out
+	// of labels and samples once those stop growing.
+	nlabels []int
+}
+
+// identityLabels is how many labels the sink may add to a series
+// (bureau, cloud, cluster, instance).
+const identityLabels = 4
+
+func (b *scrapeBuf) reset() {
+	clear(b.series) // drop the strings they point to
+	clear(b.labels)
+	b.series, b.labels, b.samples, b.nlabels = b.series[:0], b.labels[:0], b.samples[:0], b.nlabels[:0]
 }
 
 type appender struct {
-	w      Writer
-	series []prompb.TimeSeries
-	hist   int
+	w    Writer
+	pool *sync.Pool
+	buf  *scrapeBuf
+	hist int
 }
 
 func (a *appender) Append(_ storage.SeriesRef, ls labels.Labels, _, t int64, v float64, h *histogram.Histogram, fh *histogram.FloatHistogram, _ storage.AppendV2Options) (storage.SeriesRef, error) {
@@ -212,9 +246,17 @@ func (a *appender) Append(_ storage.SeriesRef, ls labels.Labels, _, t int64, v f
 		a.hist++
 		return 0, nil
 	}
-	pl := make([]prompb.Label, 0, ls.Len()+4)
-	ls.Range(func(l labels.Label) { pl = append(pl, prompb.Label{Name: l.Name, Value: l.Value}) })
-	a.series = append(a.series, prompb.TimeSeries{Labels: pl, Samples: []prompb.Sample{{Timestamp: t, Value: v}}})
+	b := a.buf
+	n := 0
+	ls.Range(func(l labels.Label) {
+		b.labels = append(b.labels, prompb.Label{Name: l.Name, Value: l.Value})
+		n++
+	})
+	for range identityLabels {
+		b.labels = append(b.labels, prompb.Label{})
+	}
+	b.nlabels = append(b.nlabels, n)
+	b.samples = append(b.samples, prompb.Sample{Timestamp: t, Value: v})
 	// The scrape loop tracks staleness (and caches series) only for
 	// non-zero refs, so return one that stands for ls: its hash. The
 	// appender itself never reads refs; it always gets ls.
@@ -225,18 +267,37 @@ func (a *appender) Append(_ storage.SeriesRef, ls labels.Labels, _, t int64, v f
 }
 
 func (a *appender) Commit() error {
+	defer a.release()
 	if a.hist > 0 {
 		a.w.Unsupported("scrape", "native_histogram", a.hist)
 	}
-	if len(a.series) == 0 {
+	b := a.buf
+	if len(b.nlabels) == 0 {
 		return nil
 	}
-	err := a.w.Write("scrape", a.series)
-	a.series = nil
-	return err
+	// Slice the series now that labels and samples no longer move.
+	off := 0
+	for i, n := range b.nlabels {
+		b.series = append(b.series, prompb.TimeSeries{
+			Labels:  b.labels[off : off+n : off+n+identityLabels],
+			Samples: b.samples[i : i+1 : i+1],
+		})
+		off += n + identityLabels
+	}
+	return a.w.Write("scrape", b.series)
+}
+
+// release hands the buffers back for the next scrape: Write has encoded
+// the series into the durable buffer by the time it returns.
+func (a *appender) release() {
+	if a.buf != nil {
+		a.buf.reset()
+		a.pool.Put(a.buf)
+		a.buf = nil
+	}
 }
 
 func (a *appender) Rollback() error {
-	a.series = nil
+	a.release()
 	return nil
 }
