@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
-	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/config"
@@ -26,9 +25,7 @@ import (
 	_ "github.com/prometheus/prometheus/discovery/http"
 )
 
-// Writer receives one scrape's series; *sink.Sink implements it. Write
-// must not keep ts or the slices in it after it returns: the scrape's
-// buffers are reused for the next scrape.
+// Writer receives one scrape's series; *sink.Sink implements it.
 type Writer interface {
 	Write(source string, ts []prompb.TimeSeries) error
 	Unsupported(source, reason string, n int)
@@ -116,7 +113,7 @@ func (t targetHealth) Collect(ch chan<- prometheus.Metric) {
 
 // Run scrapes until ctx ends.
 func (m *Manager) Run(ctx context.Context) error {
-	sm, err := promscrape.NewManager(&promscrape.Options{}, m.logger.With("component", "scrape"), nil, nil, newAppendable(m.w), m.reg)
+	sm, err := promscrape.NewManager(&promscrape.Options{}, m.logger.With("component", "scrape"), nil, nil, appendable{m.w}, m.reg)
 	if err != nil {
 		return fmt.Errorf("create scrape manager: %w", err)
 	}
@@ -197,38 +194,17 @@ func (m *Manager) discover(ctx context.Context, scfgs []*config.ScrapeConfig, wg
 }
 
 // appendable adapts Writer to Prometheus's storage.AppendableV2: each
-// scrape's appender collects the samples and writes them in Commit. An
-// appender builds its series in three arrays (series, labels, samples),
-// sized from the last scrape, instead of a label and a sample slice per
-// series: a 10,000-series scrape made 20,000 allocations. The arrays are
-// not kept between scrapes: the agent's memory is a goal of its own, and
-// buffers held for every target's next scrape cost more of it than the
-// garbage they save.
-type appendable struct {
-	w    Writer
-	hint *atomic.Int64 // series in the largest recent scrape
-}
-
-func newAppendable(w Writer) appendable {
-	return appendable{w: w, hint: new(atomic.Int64)}
-}
+// scrape's appender collects the samples and writes them in Commit.
+type appendable struct{ w Writer }
 
 func (a appendable) AppenderV2(context.Context) storage.AppenderV2 {
-	return &appender{w: a.w, hint: a.hint}
+	return &appender{w: a.w}
 }
 
-// identityLabels is how many labels the sink may add to a series
-// (bureau, cloud, cluster, instance): each series' labels get that many
-// spare places, so that the sink adds them without reallocating.
-const identityLabels = 4
-
 type appender struct {
-	w       Writer
-	hint    *atomic.Int64
-	labels  []prompb.Label
-	samples []prompb.Sample
-	nlabels []int // each series' label count
-	hist    int
+	w      Writer
+	series []prompb.TimeSeries
+	hist   int
 }
 
 func (a *appender) Append(_ storage.SeriesRef, ls labels.Labels, _, t int64, v float64, h *histogram.Histogram, fh *histogram.FloatHistogram, _ storage.AppendV2Options) (storage.SeriesRef, error) {
@@ -236,22 +212,9 @@ func (a *appender) Append(_ storage.SeriesRef, ls labels.Labels, _, t int64, v f
 		a.hist++
 		return 0, nil
 	}
-	if a.samples == nil {
-		n := max(int(a.hint.Load()), 16)
-		a.labels = make([]prompb.Label, 0, n*(ls.Len()+identityLabels))
-		a.samples = make([]prompb.Sample, 0, n)
-		a.nlabels = make([]int, 0, n)
-	}
-	n := 0
-	ls.Range(func(l labels.Label) {
-		a.labels = append(a.labels, prompb.Label{Name: l.Name, Value: l.Value})
-		n++
-	})
-	for range identityLabels {
-		a.labels = append(a.labels, prompb.Label{})
-	}
-	a.nlabels = append(a.nlabels, n)
-	a.samples = append(a.samples, prompb.Sample{Timestamp: t, Value: v})
+	pl := make([]prompb.Label, 0, ls.Len()+4)
+	ls.Range(func(l labels.Label) { pl = append(pl, prompb.Label{Name: l.Name, Value: l.Value}) })
+	a.series = append(a.series, prompb.TimeSeries{Labels: pl, Samples: []prompb.Sample{{Timestamp: t, Value: v}}})
 	// The scrape loop tracks staleness (and caches series) only for
 	// non-zero refs, so return one that stands for ls: its hash. The
 	// appender itself never reads refs; it always gets ls.
@@ -265,27 +228,15 @@ func (a *appender) Commit() error {
 	if a.hist > 0 {
 		a.w.Unsupported("scrape", "native_histogram", a.hist)
 	}
-	if len(a.nlabels) == 0 {
+	if len(a.series) == 0 {
 		return nil
 	}
-	if n := int64(len(a.nlabels)); n > a.hint.Load() {
-		a.hint.Store(n)
-	}
-	// Slice the series now that labels and samples no longer move.
-	series := make([]prompb.TimeSeries, len(a.nlabels))
-	off := 0
-	for i, n := range a.nlabels {
-		series[i] = prompb.TimeSeries{
-			Labels:  a.labels[off : off+n : off+n+identityLabels],
-			Samples: a.samples[i : i+1 : i+1],
-		}
-		off += n + identityLabels
-	}
-	a.labels, a.samples, a.nlabels = nil, nil, nil
-	return a.w.Write("scrape", series)
+	err := a.w.Write("scrape", a.series)
+	a.series = nil
+	return err
 }
 
 func (a *appender) Rollback() error {
-	a.labels, a.samples, a.nlabels = nil, nil, nil
+	a.series = nil
 	return nil
 }

@@ -8,17 +8,14 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/value"
 	"github.com/prometheus/prometheus/prompb"
-	"github.com/prometheus/prometheus/storage"
 )
 
 type recorder struct {
@@ -29,11 +26,7 @@ type recorder struct {
 func (r *recorder) Write(_ string, ts []prompb.TimeSeries) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	// Write's contract: ts and its slices are the caller's again once
-	// Write returns, so keep copies.
-	for _, t := range ts {
-		r.series = append(r.series, prompb.TimeSeries{Labels: slices.Clone(t.Labels), Samples: slices.Clone(t.Samples)})
-	}
+	r.series = append(r.series, ts...)
 	return nil
 }
 func (r *recorder) Unsupported(string, string, int) {}
@@ -89,43 +82,5 @@ scrape_configs:
 	}
 	if !rec.find("kept", func(v float64) bool { return v == 1 }) || rec.find("kept", func(v float64) bool { return math.IsNaN(v) }) {
 		t.Errorf("the series still exposed was marked stale or not written")
-	}
-}
-
-// discardWriter is a Writer that keeps nothing, as the sink keeps nothing
-// of ts once it has encoded it.
-type discardWriter struct{ n int }
-
-func (d *discardWriter) Write(_ string, ts []prompb.TimeSeries) error {
-	for _, t := range ts {
-		d.n += len(t.Samples)
-	}
-	return nil
-}
-func (d *discardWriter) Unsupported(string, string, int) {}
-
-// BenchmarkAppender appends one 10,000-series scrape and commits it.
-// Run: go test -run '^$' -bench Appender -benchmem ./agent/scrape/
-func BenchmarkAppender(b *testing.B) {
-	const n = 10_000
-	sets := make([]labels.Labels, n)
-	for i := range sets {
-		sets[i] = labels.FromStrings("__name__", fmt.Sprintf("metric_%d", i%100), "instance", "target:9100", "job", "app", "series", fmt.Sprint(i/100))
-	}
-	w := &discardWriter{}
-	a := newAppendable(w)
-	for b.Loop() {
-		app := a.AppenderV2(context.Background())
-		for i, ls := range sets {
-			if _, err := app.Append(0, ls, 0, 1763597400000, float64(i), nil, nil, storage.AppendV2Options{}); err != nil {
-				b.Fatal(err)
-			}
-		}
-		if err := app.Commit(); err != nil {
-			b.Fatal(err)
-		}
-	}
-	if w.n != b.N*n {
-		b.Fatalf("wrote %d samples, want %d", w.n, b.N*n)
 	}
 }
