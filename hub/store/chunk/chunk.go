@@ -198,15 +198,15 @@ func appendDecimal(dst []byte, ts []int64, vs []float64) ([]byte, bool) {
 		dense := appendFOR(nil, ds)
 		var sparse []byte
 		if nonzero < len(ds) {
-			bitmap := make([]uint64, (len(ds)+63)/64)
+			changed := make([]int64, len(ds))
 			nz := make([]int64, 0, nonzero)
 			for i, d := range ds {
 				if d != 0 {
-					bitmap[i/64] |= 1 << (i % 64)
+					changed[i] = 1
 					nz = append(nz, d)
 				}
 			}
-			sparse = packBits(nil, bitmap, len(ds))
+			sparse = appendPacked(nil, changed, 0, 1)
 			sparse = appendFOR(sparse, nz)
 		}
 		dst = binary.AppendUvarint(dst, g)
@@ -248,6 +248,12 @@ func appendFOR(dst []byte, xs []int64) []byte {
 	w := bits.Len64(uint64(hi - lo))
 	dst = binary.AppendVarint(dst, lo)
 	dst = append(dst, byte(w))
+	return appendPacked(dst, xs, lo, w)
+}
+
+// appendPacked appends each x-lo in w bits, little-endian, in
+// ceil(len(xs)*w/8) bytes.
+func appendPacked(dst []byte, xs []int64, lo int64, w int) []byte {
 	if w == 0 {
 		return dst
 	}
@@ -270,19 +276,6 @@ func appendFOR(dst []byte, xs []int64) []byte {
 		}
 	}
 	return appendTail(dst, acc, nacc)
-}
-
-// packBits appends the first n bits of words.
-func packBits(dst []byte, words []uint64, n int) []byte {
-	for i := 0; n > 0; i++ {
-		if n >= 64 {
-			dst = binary.LittleEndian.AppendUint64(dst, words[i])
-			n -= 64
-			continue
-		}
-		return appendTail(dst, words[i], n)
-	}
-	return dst
 }
 
 // appendTail appends the low nbits of acc in as few bytes as they need.
@@ -374,36 +367,43 @@ func (r *reader) byte(what string) byte {
 	return c
 }
 
-// unpack reads n values of width w into out (appending), each plus base.
-func (r *reader) unpack(what string, out []int64, n, w int, base int64) []int64 {
+// packed is n values bit-packed at width w, each plus base.
+type packed struct {
+	src  []byte
+	w    int
+	mask uint64
+	base int64
+}
+
+// at returns value i; i must be below the count the field was read with.
+func (p packed) at(i int) int64 {
+	if p.w == 0 {
+		return p.base
+	}
+	return p.base + int64(readBits(p.src, i*p.w, p.w)&p.mask)
+}
+
+// packed takes n values of width w from the chunk.
+func (r *reader) packed(what string, n, w int, base int64) packed {
 	if w > 64 {
 		r.fail(what + " width")
-		return out
-	}
-	if w == 0 {
-		for range n {
-			out = append(out, base)
-		}
-		return out
+		return packed{}
 	}
 	nbytes := (n*w + 7) / 8
 	if len(r.b) < nbytes {
 		r.fail(what)
-		return out
+		return packed{}
 	}
-	src := r.b[:nbytes]
+	p := packed{src: r.b[:nbytes], w: w, mask: math.MaxUint64 >> (64 - w), base: base}
 	r.b = r.b[nbytes:]
-	mask := uint64(1)<<w - 1
-	if w == 64 {
-		mask = math.MaxUint64
-	}
-	bit := 0
-	for range n {
-		v := readBits(src, bit, w) & mask
-		out = append(out, base+int64(v))
-		bit += w
-	}
-	return out
+	return p
+}
+
+// field reads what appendFOR wrote for n values: base, width, values.
+func (r *reader) field(what string, n int) packed {
+	base := r.varint(what)
+	w := int(r.byte(what))
+	return r.packed(what, n, w, base)
 }
 
 // readBits returns the w bits at bit offset off of src (little-endian).
@@ -447,14 +447,12 @@ func decodeDecimal(b []byte, ts []int64, vs []float64) ([]int64, []float64, erro
 	ts = append(ts, t0)
 	if n > 1 {
 		step := r.varint("timestamp step")
-		base := r.varint("timestamp offsets")
-		w := int(r.byte("timestamp offsets"))
-		ts = r.unpack("timestamp offsets", ts, n-1, w, base)
+		offs := r.field("timestamp offsets", n-1)
 		if r.err != nil {
 			return ts[:start], vs[:vstart], r.err
 		}
 		for i := 1; i < n; i++ {
-			ts[start+i] += t0 + int64(i)*step
+			ts = append(ts, t0+int64(i)*step+offs.at(i-1))
 		}
 	}
 	e := int(int8(r.byte("exponent")))
@@ -464,51 +462,40 @@ func decodeDecimal(b []byte, ts []int64, vs []float64) ([]int64, []float64, erro
 	m := r.varint("first value")
 	vs = append(vs, decodeValue(m, e))
 	if n > 1 {
-		g := int64(r.uvarint("divisor"))
-		mode := r.byte("mode")
-		var ds []int64
-		switch mode {
+		g := max(int64(r.uvarint("divisor")), 1)
+		switch mode := r.byte("mode"); mode {
 		case modeDelta:
-			base := r.varint("differences")
-			w := int(r.byte("differences"))
-			ds = r.unpack("differences", make([]int64, 0, n-1), n-1, w, base)
+			ds := r.field("differences", n-1)
+			if r.err != nil {
+				break
+			}
+			for i := range n - 1 {
+				m += ds.at(i) * g
+				vs = append(vs, decodeValue(m, e))
+			}
 		case modeSparse:
-			words := (n - 1 + 63) / 64
-			bitmap := r.unpack("bitmap", make([]int64, 0, words), words-1, 64, 0)
-			if rest := (n - 1) % 64; rest != 0 {
-				bitmap = r.unpack("bitmap", bitmap, 1, rest, 0)
-			} else {
-				bitmap = r.unpack("bitmap", bitmap, 1, 64, 0)
-			}
+			changed := r.packed("bitmap", n-1, 1, 0)
 			k := 0
-			for _, word := range bitmap {
-				k += bits.OnesCount64(uint64(word))
+			for _, c := range changed.src {
+				k += bits.OnesCount8(c)
 			}
-			base := r.varint("differences")
-			w := int(r.byte("differences"))
-			nz := r.unpack("differences", make([]int64, 0, k), k, w, base)
-			if r.err == nil {
-				ds = make([]int64, n-1)
-				j := 0
-				for i := range ds {
-					if uint64(bitmap[i/64])&(1<<(i%64)) != 0 {
-						ds[i] = nz[j]
-						j++
-					}
+			ds := r.field("differences", k)
+			if r.err != nil {
+				break
+			}
+			j := 0
+			for i := range n - 1 {
+				if changed.at(i) != 0 { // j < k: k counts these bits and more
+					m += ds.at(j) * g
+					j++
 				}
+				vs = append(vs, decodeValue(m, e))
+			}
+			if j != k {
+				return ts[:start], vs[:vstart], fmt.Errorf("%w: bitmap has bits past the last sample", ErrCorrupt)
 			}
 		default:
 			return ts[:start], vs[:vstart], fmt.Errorf("%w: value mode %d", ErrCorrupt, mode)
-		}
-		if r.err != nil {
-			return ts[:start], vs[:vstart], r.err
-		}
-		if g == 0 {
-			g = 1
-		}
-		for _, d := range ds {
-			m += d * g
-			vs = append(vs, decodeValue(m, e))
 		}
 	}
 	if r.err != nil {

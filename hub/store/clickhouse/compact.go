@@ -18,8 +18,9 @@ import (
 // Prometheus XOR for values with no short decimal form) in the chunks
 // table, and drops the day's partition of samples. Raw rows cost 4 to 8
 // bytes per sample, because ClickHouse 18.16 has no delta or Gorilla
-// column codecs; chunks cost about 1. Reads take chunks and raw samples together, so
-// a day reads the same before, during and after its compaction.
+// column codecs; chunks cost about 1.4. Reads take chunks and raw samples
+// together, so a day reads the same before, during and after its
+// compaction.
 //
 // A day is compacted once its end is older than a delay (2 h by default):
 // by then nearly every sample of the day has arrived. The partition is
