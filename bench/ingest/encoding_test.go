@@ -32,15 +32,7 @@ func BenchmarkChunkEncodings(b *testing.B) {
 	for range b.N {
 		xor, dec, ours = xor[:0], dec[:0], ours[:0]
 		for _, id := range rand.New(rand.NewPCG(1, 2)).Perm(len(set)) {
-			s := &set[id]
-			ts := make([]int64, rounds)
-			vs := make([]float64, rounds)
-			prev := 0.0
-			for r := range rounds {
-				ts[r] = timestamp(1763597400000, s.Host, r)
-				prev = s.model.next(prev, id, r, ts[r])
-				vs[r] = prev
-			}
+			ts, vs := seriesSamples(&set[id], id, rounds)
 			for i := 0; i < rounds; i += chunkLen {
 				j := min(i+chunkLen, rounds)
 				c := chunkenc.NewXORChunk()
@@ -149,6 +141,20 @@ func zstdSize(b []byte) int {
 	return n
 }
 
+// seriesSamples is what the load sends for series id over its first
+// rounds.
+func seriesSamples(s *Series, id, rounds int) ([]int64, []float64) {
+	ts := make([]int64, rounds)
+	vs := make([]float64, rounds)
+	prev := 0.0
+	for r := range rounds {
+		ts[r] = timestamp(1763597400000, s.Host, r)
+		prev = s.model.next(prev, id, r, ts[r])
+		vs[r] = prev
+	}
+	return ts, vs
+}
+
 // valueEntropyBits is the information, in bits, in one new value of a
 // series with model m given everything before it: what no lossless
 // encoding can store in less, on average.
@@ -192,7 +198,9 @@ func valueEntropyBits(m model) float64 {
 // can store the ingest benchmark's load in: each value's information given
 // the series' past, plus the timestamp's (its jitter, one of five values,
 // when each series stores its own timestamps; nothing when a host's series
-// share them). Run: go test -run EntropyFloor -v ./bench/ingest/
+// share them). It checks the computation against the hub's chunk format:
+// chunks that each hold one series' own samples, uncompressed, cannot be
+// smaller than that floor. Run: go test -run EntropyFloor -v ./bench/ingest/
 func TestEntropyFloor(t *testing.T) {
 	set := GenerateSeries(100_000)
 	var bits float64
@@ -208,6 +216,26 @@ func TestEntropyFloor(t *testing.T) {
 	n := float64(len(set))
 	t.Logf("values: %.3f bytes/sample; with per-series timestamps (log2 5 bits): %.3f bytes/sample",
 		bits/n/8, (bits/n+math.Log2(5))/8)
+
+	// Ten whole hosts, a day's worth of 240-sample chunks each.
+	const hosts, rounds, chunkLen = 10, 5760, 240
+	sub := set[:hosts*SeriesPerHost()]
+	var subBits float64
+	var encoded int
+	var buf []byte
+	for id := range sub {
+		subBits += valueEntropyBits(sub[id].model) + math.Log2(5)
+		ts, vs := seriesSamples(&sub[id], id, rounds)
+		for i := 0; i < rounds; i += chunkLen {
+			buf = chunk.Append(buf[:0], ts[i:i+chunkLen], vs[i:i+chunkLen])
+			encoded += len(buf)
+		}
+	}
+	floor, got := subBits/8/float64(len(sub)), float64(encoded)/float64(len(sub)*rounds)
+	t.Logf("%d series: floor %.3f bytes/sample, chunks %.3f", len(sub), floor, got)
+	if floor > got {
+		t.Errorf("the floor (%.3f bytes/sample) is above what the chunk format stores (%.3f): the entropy is overstated", floor, got)
+	}
 	type kv struct {
 		name string
 		b    float64
