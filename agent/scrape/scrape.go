@@ -8,9 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"runtime"
 	"sync"
-	"weak"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/config"
@@ -18,18 +16,20 @@ import (
 	"github.com/prometheus/prometheus/discovery/targetgroup"
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
-	"github.com/prometheus/prometheus/prompb"
 	promscrape "github.com/prometheus/prometheus/scrape"
 	"github.com/prometheus/prometheus/storage"
+
+	"github.com/bureauhub/bureauhub/agent/sink"
 
 	// Service discovery mechanisms the agent supports besides static_configs.
 	_ "github.com/prometheus/prometheus/discovery/file"
 	_ "github.com/prometheus/prometheus/discovery/http"
 )
 
-// Writer receives one scrape's series; *sink.Sink implements it.
+// Writer receives each scrape's series in a batch; *sink.Sink implements
+// it.
 type Writer interface {
-	Write(source string, ts []prompb.TimeSeries) error
+	NewBatch(source string) *sink.Batch
 	Unsupported(source, reason string, n int)
 }
 
@@ -53,7 +53,6 @@ type Manager struct {
 	w      Writer
 	logger *slog.Logger
 	reg    prometheus.Registerer
-	app    appendable
 
 	mu      sync.Mutex
 	scraper *promscrape.Manager // set by Run
@@ -63,7 +62,7 @@ type Manager struct {
 // health: bureauhub_agent_target_up and
 // bureauhub_agent_target_scrape_duration_seconds{job, instance}.
 func New(cfg *config.Config, w Writer, logger *slog.Logger, reg prometheus.Registerer) *Manager {
-	m := &Manager{cfg: cfg, w: w, logger: logger, reg: reg, app: newAppendable(w)}
+	m := &Manager{cfg: cfg, w: w, logger: logger, reg: reg}
 	if reg != nil {
 		reg.MustRegister(targetHealth{m})
 	}
@@ -116,12 +115,7 @@ func (t targetHealth) Collect(ch chan<- prometheus.Metric) {
 
 // Run scrapes until ctx ends.
 func (m *Manager) Run(ctx context.Context) error {
-	sm, err := promscrape.NewManager(
-		// PassMetadataInContext names the target in each appender's
-		// context: the appender sizes its arrays from that target's
-		// last scrape.
-		&promscrape.Options{PassMetadataInContext: true},
-		m.logger.With("component", "scrape"), nil, nil, m.app, m.reg)
+	sm, err := promscrape.NewManager(&promscrape.Options{}, m.logger.With("component", "scrape"), nil, nil, appendable{m.w}, m.reg)
 	if err != nil {
 		return fmt.Errorf("create scrape manager: %w", err)
 	}
@@ -202,88 +196,21 @@ func (m *Manager) discover(ctx context.Context, scfgs []*config.ScrapeConfig, wg
 }
 
 // appendable adapts Writer to Prometheus's storage.AppendableV2: each
-// scrape's appender collects the samples and writes them in Commit. An
-// appender builds its series in three arrays (labels, samples, label
-// counts) instead of a label and a sample slice per series (a
-// 10,000-series scrape made 20,000 allocations), sized from the same
-// target's last scrape. The arrays are not kept between scrapes: buffers
-// held for every target's next scrape cost more memory than the garbage
-// they save.
-type appendable struct {
-	w     Writer
-	sizes *targetSizes
+// scrape's appender adds its series to a sink batch, which encodes and
+// compresses them record by record as they come, and commits it in
+// Commit. A scrape holds its compressed records and one record being
+// encoded rather than a label and a sample slice per series (a
+// 10,000-series scrape made 20,000 allocations and held 8 MB until Commit).
+type appendable struct{ w Writer }
+
+func (a appendable) AppenderV2(context.Context) storage.AppenderV2 {
+	return &appender{w: a.w}
 }
-
-func newAppendable(w Writer) appendable {
-	return appendable{w: w, sizes: &targetSizes{m: map[weak.Pointer[promscrape.Target]]scrapeSize{}}}
-}
-
-// AppenderV2 is called once per scrape. The scrape manager runs with
-// PassMetadataInContext, so ctx names the target being scraped.
-func (a appendable) AppenderV2(ctx context.Context) storage.AppenderV2 {
-	app := &appender{w: a.w, sizes: a.sizes}
-	if t, ok := promscrape.TargetFromContext(ctx); ok && t != nil {
-		app.target = weak.Make(t)
-		app.size = a.sizes.get(app.target)
-	}
-	return app
-}
-
-// scrapeSize is how much one scrape of a target held.
-type scrapeSize struct{ series, labels int }
-
-// targetSizes remembers each target's last scrape size. Its keys are weak:
-// an entry goes when the scrape manager drops its target, so targets that
-// service discovery churns through leave nothing behind.
-type targetSizes struct {
-	mu sync.Mutex
-	m  map[weak.Pointer[promscrape.Target]]scrapeSize
-}
-
-func (s *targetSizes) get(k weak.Pointer[promscrape.Target]) scrapeSize {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.m[k]
-}
-
-func (s *targetSizes) set(k weak.Pointer[promscrape.Target], size scrapeSize) {
-	t := k.Value()
-	if t == nil {
-		return // the target is gone already
-	}
-	s.mu.Lock()
-	_, known := s.m[k]
-	s.m[k] = size
-	s.mu.Unlock()
-	if !known {
-		runtime.AddCleanup(t, func(k weak.Pointer[promscrape.Target]) {
-			s.mu.Lock()
-			delete(s.m, k)
-			s.mu.Unlock()
-		}, k)
-	}
-}
-
-func (s *targetSizes) len() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.m)
-}
-
-// identityLabels is how many labels the sink may add to a series
-// (bureau, cloud, cluster, instance): each series' labels get that many
-// spare places, so that the sink adds them without reallocating.
-const identityLabels = 4
 
 type appender struct {
-	w       Writer
-	sizes   *targetSizes
-	target  weak.Pointer[promscrape.Target] // zero when the context named none
-	size    scrapeSize                      // the target's last scrape
-	labels  []prompb.Label
-	samples []prompb.Sample
-	nlabels []int // each series' label count
-	hist    int
+	w    Writer
+	b    *sink.Batch // nil until the first sample
+	hist int
 }
 
 func (a *appender) Append(_ storage.SeriesRef, ls labels.Labels, _, t int64, v float64, h *histogram.Histogram, fh *histogram.FloatHistogram, _ storage.AppendV2Options) (storage.SeriesRef, error) {
@@ -291,26 +218,10 @@ func (a *appender) Append(_ storage.SeriesRef, ls labels.Labels, _, t int64, v f
 		a.hist++
 		return 0, nil
 	}
-	if a.samples == nil {
-		n := max(a.size.series, 16)
-		nl := a.size.labels
-		if nl == 0 {
-			nl = n * (ls.Len() + identityLabels)
-		}
-		a.labels = make([]prompb.Label, 0, nl)
-		a.samples = make([]prompb.Sample, 0, n)
-		a.nlabels = make([]int, 0, n)
+	if a.b == nil {
+		a.b = a.w.NewBatch("scrape")
 	}
-	n := 0
-	ls.Range(func(l labels.Label) {
-		a.labels = append(a.labels, prompb.Label{Name: l.Name, Value: l.Value})
-		n++
-	})
-	for range identityLabels {
-		a.labels = append(a.labels, prompb.Label{})
-	}
-	a.nlabels = append(a.nlabels, n)
-	a.samples = append(a.samples, prompb.Sample{Timestamp: t, Value: v})
+	a.b.Add(ls, t, v)
 	// The scrape loop tracks staleness (and caches series) only for
 	// non-zero refs, so return one that stands for ls: its hash. The
 	// appender itself never reads refs; it always gets ls.
@@ -321,34 +232,21 @@ func (a *appender) Append(_ storage.SeriesRef, ls labels.Labels, _, t int64, v f
 }
 
 func (a *appender) Commit() error {
-	defer a.drop()
 	if a.hist > 0 {
 		a.w.Unsupported("scrape", "native_histogram", a.hist)
 	}
-	if len(a.nlabels) == 0 {
+	if a.b == nil {
 		return nil
 	}
-	if a.target != (weak.Pointer[promscrape.Target]{}) {
-		a.sizes.set(a.target, scrapeSize{series: len(a.nlabels), labels: len(a.labels)})
-	}
-	// Slice the series now that labels and samples no longer move.
-	series := make([]prompb.TimeSeries, len(a.nlabels))
-	off := 0
-	for i, n := range a.nlabels {
-		series[i] = prompb.TimeSeries{
-			Labels:  a.labels[off : off+n : off+n+identityLabels],
-			Samples: a.samples[i : i+1 : i+1],
-		}
-		off += n + identityLabels
-	}
-	return a.w.Write("scrape", series)
+	err := a.b.Commit()
+	a.b = nil
+	return err
 }
 
 func (a *appender) Rollback() error {
-	a.drop()
+	if a.b != nil {
+		a.b.Discard()
+		a.b = nil
+	}
 	return nil
-}
-
-func (a *appender) drop() {
-	a.labels, a.samples, a.nlabels = nil, nil, nil
 }

@@ -8,38 +8,53 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
-	"runtime"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/golang/snappy"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/prometheus/config"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/value"
 	"github.com/prometheus/prometheus/prompb"
-	promscrape "github.com/prometheus/prometheus/scrape"
 	"github.com/prometheus/prometheus/storage"
+
+	"github.com/bureauhub/bureauhub/agent/sink"
 )
 
+// recorder is a real sink whose buffer decodes and keeps every record.
 type recorder struct {
+	*sink.Sink
 	mu     sync.Mutex
 	series []prompb.TimeSeries
 }
 
-func (r *recorder) Write(_ string, ts []prompb.TimeSeries) error {
+func newRecorder(tb testing.TB) *recorder {
+	r := &recorder{}
+	s, err := sink.New(r, sink.Identity{Bureau: "b", Cloud: "c", Cluster: "k", Instance: "i"}, 2000, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	r.Sink = s
+	return r
+}
+
+// Append is the buffer's side: payload is a record as the hub receives it.
+func (r *recorder) Append(payload []byte, _ int) (uint64, error) {
+	raw, err := snappy.Decode(nil, payload)
+	if err != nil {
+		return 0, err
+	}
+	var wr prompb.WriteRequest
+	if err := wr.Unmarshal(raw); err != nil {
+		return 0, err
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	// Write's contract: ts and its slices are the caller's again once
-	// Write returns, so keep copies.
-	for _, t := range ts {
-		r.series = append(r.series, prompb.TimeSeries{Labels: slices.Clone(t.Labels), Samples: slices.Clone(t.Samples)})
-	}
-	return nil
+	r.series = append(r.series, wr.Timeseries...)
+	return uint64(len(r.series)), nil
 }
-func (r *recorder) Unsupported(string, string, int) {}
 
 func (r *recorder) find(name string, pred func(float64) bool) bool {
 	r.mu.Lock()
@@ -76,7 +91,7 @@ scrape_configs:
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec := &recorder{}
+	rec := newRecorder(t)
 	m := New(cfg, rec, slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry())
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -93,116 +108,74 @@ scrape_configs:
 	if !rec.find("kept", func(v float64) bool { return v == 1 }) || rec.find("kept", func(v float64) bool { return math.IsNaN(v) }) {
 		t.Errorf("the series still exposed was marked stale or not written")
 	}
-	// The scrape manager named the target in each appender's context.
-	if n := m.app.sizes.len(); n != 1 {
-		t.Errorf("scrape sizes remembered for %d targets, want 1", n)
-	}
 }
 
-// discardWriter is a Writer that keeps nothing, as the sink keeps nothing
-// of ts once it has encoded it; it checks what it is given.
-type discardWriter struct {
-	n   int
-	err error
+type countingQueue struct{ records, samples int }
+
+func (q *countingQueue) Append(_ []byte, samples int) (uint64, error) {
+	q.records++
+	q.samples += samples
+	return uint64(q.records), nil
 }
 
-func (d *discardWriter) Write(_ string, ts []prompb.TimeSeries) error {
-	for _, t := range ts {
-		if len(t.Samples) != 1 || cap(t.Labels)-len(t.Labels) < identityLabels {
-			d.err = fmt.Errorf("series %v: %d samples, %d spare label places", t.Labels, len(t.Samples), cap(t.Labels)-len(t.Labels))
-		}
-		d.n += len(t.Samples)
-	}
-	return nil
-}
-func (d *discardWriter) Unsupported(string, string, int) {}
-
-func seriesSets(n int) []labels.Labels {
+// BenchmarkAppender appends one 10,000-series scrape and commits it into
+// buffer records (encoded and compressed; the buffer only counts them).
+// Run: go test -run '^$' -bench Appender -benchmem ./agent/scrape/
+func BenchmarkAppender(b *testing.B) {
+	const n = 10_000
 	sets := make([]labels.Labels, n)
 	for i := range sets {
 		sets[i] = labels.FromStrings("__name__", fmt.Sprintf("metric_%d", i%100), "instance", "target:9100", "job", "app", "series", fmt.Sprint(i/100))
 	}
-	return sets
-}
-
-func scrapeOnce(tb testing.TB, a appendable, ctx context.Context, sets []labels.Labels) {
-	app := a.AppenderV2(ctx)
-	for i, ls := range sets {
-		if _, err := app.Append(0, ls, 0, 1763597400000, float64(i), nil, nil, storage.AppendV2Options{}); err != nil {
-			tb.Fatal(err)
-		}
+	q := &countingQueue{}
+	s, err := sink.New(q, sink.Identity{Bureau: "b", Cloud: "c", Cluster: "k", Instance: "i"}, 2000, nil)
+	if err != nil {
+		b.Fatal(err)
 	}
-	if err := app.Commit(); err != nil {
-		tb.Fatal(err)
-	}
-}
-
-func newTarget(addr string) *promscrape.Target {
-	return promscrape.NewTarget(labels.FromStrings("__address__", addr, "job", "app"), &config.ScrapeConfig{JobName: "app"}, nil, nil)
-}
-
-// BenchmarkAppender appends one 10,000-series scrape of a target and
-// commits it, the target's earlier scrapes having sized the arrays.
-// Run: go test -run '^$' -bench Appender -benchmem ./agent/scrape/
-func BenchmarkAppender(b *testing.B) {
-	sets := seriesSets(10_000)
-	w := &discardWriter{}
-	a := newAppendable(w)
-	tg := newTarget("target:9100")
-	ctx := promscrape.ContextWithTarget(context.Background(), tg)
+	a := appendable{s}
 	for b.Loop() {
-		scrapeOnce(b, a, ctx, sets)
+		app := a.AppenderV2(context.Background())
+		for i, ls := range sets {
+			if _, err := app.Append(0, ls, 0, 1763597400000, float64(i), nil, nil, storage.AppendV2Options{}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := app.Commit(); err != nil {
+			b.Fatal(err)
+		}
 	}
-	runtime.KeepAlive(tg)
-	if w.n != b.N*len(sets) || w.err != nil {
-		b.Fatalf("wrote %d samples, want %d; %v", w.n, b.N*len(sets), w.err)
+	if q.samples != b.N*n {
+		b.Fatalf("buffered %d samples, want %d", q.samples, b.N*n)
 	}
 }
 
-// TestAppenderSizesPerTarget checks that each target's scrape is sized
-// from that target's own last scrape, not a larger one's, and that a
-// dropped target's entry goes with it.
-func TestAppenderSizesPerTarget(t *testing.T) {
-	w := &discardWriter{}
-	a := newAppendable(w)
-	big, small := newTarget("big:9100"), newTarget("small:9100")
-	bigCtx := promscrape.ContextWithTarget(context.Background(), big)
-	smallCtx := promscrape.ContextWithTarget(context.Background(), small)
-	scrapeOnce(t, a, bigCtx, seriesSets(5000))
-	scrapeOnce(t, a, smallCtx, seriesSets(3))
-	if w.n != 5003 || w.err != nil {
-		t.Fatalf("wrote %d samples, want 5003; %v", w.n, w.err)
-	}
-	for _, c := range []struct {
-		ctx  context.Context
-		want int
-	}{{bigCtx, 5000}, {smallCtx, 3}, {context.Background(), 0}} {
-		app := a.AppenderV2(c.ctx).(*appender)
-		if app.size.series != c.want {
-			t.Errorf("appender sized for %d series, want %d (the target's last scrape)", app.size.series, c.want)
+// TestAppenderRollback checks that a rolled-back scrape (Prometheus rolls
+// back one over its sample_limit) leaves nothing in the buffer, and that a
+// committed one arrives whole.
+func TestAppenderRollback(t *testing.T) {
+	rec := newRecorder(t)
+	a := appendable{rec}
+	for _, commit := range []bool{false, true} {
+		app := a.AppenderV2(context.Background())
+		for i := range 4500 {
+			if _, err := app.Append(0, labels.FromStrings("__name__", "m", "i", fmt.Sprint(i)), 0, 1, float64(i), nil, nil, storage.AppendV2Options{}); err != nil {
+				t.Fatal(err)
+			}
 		}
-		if _, err := app.Append(0, labels.FromStrings("__name__", "x"), 0, 1, 1, nil, nil, storage.AppendV2Options{}); err != nil {
-			t.Fatal(err)
-		}
-		if got := cap(app.samples); got != max(c.want, 16) {
-			t.Errorf("samples array of %d places, want %d", got, max(c.want, 16))
-		}
-		if err := app.Rollback(); err != nil {
+		if commit {
+			if err := app.Commit(); err != nil {
+				t.Fatal(err)
+			}
+		} else if err := app.Rollback(); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if n := a.sizes.len(); n != 2 {
-		t.Fatalf("%d targets remembered, want 2", n)
+	if len(rec.series) != 4500 {
+		t.Fatalf("%d series buffered, want the 4500 of the committed scrape only", len(rec.series))
 	}
-	runtime.KeepAlive(small)
-	big, bigCtx = nil, nil // the scrape manager drops the target
-	deadline := time.Now().Add(30 * time.Second)
-	for a.sizes.len() != 1 {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d targets remembered after the big one was dropped, want 1", a.sizes.len())
+	for i, s := range rec.series {
+		if s.Samples[0].Value != float64(i) {
+			t.Fatalf("series %d holds %v, want %d (order kept)", i, s.Samples[0].Value, i)
 		}
-		runtime.GC()
-		time.Sleep(10 * time.Millisecond)
 	}
-	runtime.KeepAlive(small)
 }

@@ -5,6 +5,8 @@
 package sink
 
 import (
+	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
@@ -13,6 +15,7 @@ import (
 
 	"github.com/golang/snappy"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/prompb"
 )
 
@@ -97,56 +100,134 @@ func (s *Sink) Unsupported(source, reason string, n int) {
 	s.dropped.WithLabelValues(source, reason).Add(float64(n))
 }
 
-// Write labels and appends series. It may reorder and modify the label
-// slices of ts (the caller must not reuse them concurrently). When Write
-// returns nil every sample is in the durable buffer.
+// Write labels and appends series (their label slices are not modified).
+// When Write returns nil every sample is in the durable buffer. Native
+// histograms and exemplars are not kept: they are counted in
+// bureauhub_agent_unsupported_samples_total.
 func (s *Sink) Write(source string, ts []prompb.TimeSeries) error {
+	b := s.NewBatch(source)
 	for i := range ts {
-		ts[i].Labels = s.label(ts[i].Labels)
 		if n := len(ts[i].Histograms); n > 0 {
 			s.Unsupported(source, "native_histogram", n)
-			ts[i].Histograms = nil
 		}
-		ts[i].Exemplars = nil
+		b.add(ts[i].Labels, ts[i].Samples)
 	}
-	start, n := 0, 0
-	for i := range ts {
-		n += len(ts[i].Samples)
-		if n >= s.maxBatch {
-			if err := s.append(source, ts[start:i+1], n); err != nil {
-				return err
-			}
-			start, n = i+1, 0
-		}
-	}
-	if n > 0 {
-		return s.append(source, ts[start:], n)
-	}
-	return nil
+	return b.Commit()
 }
 
-func (s *Sink) append(source string, ts []prompb.TimeSeries, samples int) error {
+// Batch encodes series into buffer records as they come: each record is a
+// snappy-compressed remote_write 1.0 WriteRequest of about maxBatchSamples
+// samples, compressed as soon as it is full, so that a batch holds one
+// record's encoding plus the compressed ones rather than every series of a
+// large scrape. Nothing reaches the buffer before Commit; Discard drops it
+// all. A Batch is not safe for concurrent use.
+type Batch struct {
+	s       *Sink
+	source  string
+	eb      *encodeBuf // the record being encoded; nil once committed or discarded
+	n       int        // samples in it
+	records []record   // compressed, waiting for Commit
+	labels  []prompb.Label
+	ts      prompb.TimeSeries
+	sample  [1]prompb.Sample
+}
+
+type record struct {
+	payload []byte
+	samples int
+}
+
+// NewBatch starts a batch of series from source.
+func (s *Sink) NewBatch(source string) *Batch {
 	eb, _ := s.bufs.Get().(*encodeBuf)
 	if eb == nil {
 		eb = &encodeBuf{}
 	}
-	defer s.bufs.Put(eb)
-	wr := prompb.WriteRequest{Timeseries: ts}
-	size := wr.Size()
-	if cap(eb.raw) < size {
-		eb.raw = make([]byte, size)
+	eb.raw = eb.raw[:0]
+	return &Batch{s: s, source: source, eb: eb}
+}
+
+// Add appends a series with one sample; ls are its labels as scraped, to
+// which the identity is added.
+func (b *Batch) Add(ls labels.Labels, t int64, v float64) {
+	b.labels = b.labels[:0]
+	ls.Range(func(l labels.Label) { b.labels = append(b.labels, prompb.Label{Name: l.Name, Value: l.Value}) })
+	b.sample[0] = prompb.Sample{Timestamp: t, Value: v}
+	b.encode(b.sample[:])
+}
+
+// add appends a series with its float samples; a series without any is
+// left out.
+func (b *Batch) add(ls []prompb.Label, samples []prompb.Sample) {
+	b.labels = append(b.labels[:0], ls...)
+	b.encode(samples)
+}
+
+// encode labels b.labels and appends the series to the current record as
+// a WriteRequest's field 1 (timeseries), which is how the generated
+// WriteRequest.Marshal lays each out: the record decodes as one
+// WriteRequest. A record closes at the series that reaches maxBatch
+// samples; series are never split.
+func (b *Batch) encode(samples []prompb.Sample) {
+	if len(samples) == 0 {
+		return
 	}
-	eb.raw = eb.raw[:size]
-	if _, err := wr.MarshalToSizedBuffer(eb.raw); err != nil {
-		return fmt.Errorf("encode batch: %w", err)
+	b.labels = b.s.label(b.labels)
+	b.ts.Labels, b.ts.Samples = b.labels, samples
+	size := b.ts.Size()
+	raw := append(b.eb.raw, 0x0a) // field 1, length-delimited
+	raw = binary.AppendUvarint(raw, uint64(size))
+	raw = slices.Grow(raw, size)
+	raw = raw[:len(raw)+size]
+	// Size and marshal come from the same generated code; a mismatch is
+	// a bug in it, not bad input.
+	if _, err := b.ts.MarshalToSizedBuffer(raw[len(raw)-size:]); err != nil {
+		panic(fmt.Sprintf("sink: marshal series: %v", err))
 	}
-	eb.compressed = snappy.Encode(eb.compressed[:cap(eb.compressed)], eb.raw)
-	if _, err := s.q.Append(eb.compressed, samples); err != nil {
-		return fmt.Errorf("append batch to buffer: %w", err)
+	b.eb.raw = raw
+	b.ts.Labels, b.ts.Samples = nil, nil
+	b.n += len(samples)
+	if b.n >= b.s.maxBatch {
+		b.seal()
 	}
-	s.samples.WithLabelValues(source).Add(float64(samples))
-	s.series.WithLabelValues(source).Inc()
+}
+
+// seal compresses the current record into its own slice.
+func (b *Batch) seal() {
+	if b.n == 0 {
+		return
+	}
+	b.eb.compressed = snappy.Encode(b.eb.compressed[:cap(b.eb.compressed)], b.eb.raw)
+	b.records = append(b.records, record{payload: bytes.Clone(b.eb.compressed), samples: b.n})
+	b.eb.raw, b.n = b.eb.raw[:0], 0
+}
+
+// Commit appends the batch's records to the buffer, in order, stopping at
+// the first that fails (the ones before it stay appended and counted).
+func (b *Batch) Commit() error {
+	if b.eb == nil {
+		return errors.New("sink: batch already committed or discarded")
+	}
+	b.seal()
+	defer b.Discard()
+	for _, r := range b.records {
+		if _, err := b.s.q.Append(r.payload, r.samples); err != nil {
+			return fmt.Errorf("append batch to buffer: %w", err)
+		}
+		b.s.samples.WithLabelValues(b.source).Add(float64(r.samples))
+		b.s.series.WithLabelValues(b.source).Inc()
+	}
 	return nil
+}
+
+// Discard drops what the batch holds.
+func (b *Batch) Discard() {
+	if b.eb != nil {
+		b.eb.raw = b.eb.raw[:0]
+		b.s.bufs.Put(b.eb)
+		b.eb = nil
+	}
+	b.records, b.n = nil, 0
 }
 
 // label applies the identity: bureau always (the hub enforces it too);

@@ -1,6 +1,7 @@
 package sink_test
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"slices"
@@ -10,6 +11,7 @@ import (
 	"github.com/golang/snappy"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/prompb"
 
 	"github.com/bureauhub/bureauhub/agent/sink"
@@ -163,7 +165,7 @@ func TestWriteBatches(t *testing.T) {
 		// are never split, so a batch may exceed it by less than a series.
 		{name: "series reaching the threshold closes the batch", maxBatch: 4, samples: []int{3, 3, 3}, want: []int{6, 3}},
 		{name: "one series larger than a batch", maxBatch: 2, samples: []int{5, 1}, want: []int{5, 1}},
-		{name: "series without samples ride along", maxBatch: 2, samples: []int{0, 1, 0, 1, 0}, want: []int{2}},
+		{name: "series without samples are left out", maxBatch: 2, samples: []int{0, 1, 0, 1, 0}, want: []int{2}},
 		{name: "only empty series", maxBatch: 2, samples: []int{0, 0}, want: nil},
 		{name: "nothing", maxBatch: 2, samples: nil, want: nil},
 	}
@@ -388,5 +390,66 @@ func TestIdentityValidate(t *testing.T) {
 				t.Errorf("Validate = %v, want an error naming %s", err, tt.field)
 			}
 		})
+	}
+}
+
+// TestBatchAdd checks the scrape path: series added one sample at a time
+// from Prometheus labels make records byte for byte equal to the
+// generated WriteRequest.Marshal of the labeled series, split at
+// maxBatch, and nothing reaches the buffer before Commit or after Discard.
+func TestBatchAdd(t *testing.T) {
+	q := newFakeQueue()
+	s, reg := newSink(t, q, 3)
+	b := s.NewBatch("scrape")
+	var want []prompb.TimeSeries
+	for i := range 7 {
+		ls := labels.FromStrings("__name__", "m", "cloud", "own", "i", fmt.Sprint(i))
+		b.Add(ls, int64(i), float64(i)/3)
+		want = append(want, prompb.TimeSeries{
+			Labels:  lbls("__name__", "m", "bureau", "b1", "cloud", "own", "cluster", "c1", "i", fmt.Sprint(i), "instance", "i1"),
+			Samples: []prompb.Sample{{Timestamp: int64(i), Value: float64(i) / 3}},
+		})
+	}
+	if q.calls != 0 {
+		t.Fatalf("%d appends before Commit, want 0", q.calls)
+	}
+	if err := b.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if len(q.appends) != 3 {
+		t.Fatalf("%d records, want 3 (3+3+1 samples)", len(q.appends))
+	}
+	for i, a := range q.appends {
+		lo, hi := 3*i, min(3*i+3, len(want))
+		wr := prompb.WriteRequest{Timeseries: want[lo:hi]}
+		wantRaw, err := wr.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, err := snappy.Decode(nil, a.payload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(raw, wantRaw) || a.samples != hi-lo {
+			t.Errorf("record %d (%d samples) differs from WriteRequest.Marshal of series %d-%d", i, a.samples, lo, hi-1)
+		}
+	}
+	if err := b.Commit(); err == nil {
+		t.Error("a second Commit succeeded")
+	}
+
+	d := s.NewBatch("scrape")
+	d.Add(labels.FromStrings("__name__", "dropped"), 1, 1)
+	d.Discard()
+	if len(q.appends) != 3 {
+		t.Errorf("a discarded batch appended: %d records", len(q.appends))
+	}
+	want2 := `
+# HELP bureauhub_agent_collected_samples_total Samples written to the durable buffer, by source.
+# TYPE bureauhub_agent_collected_samples_total counter
+bureauhub_agent_collected_samples_total{source="scrape"} 7
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want2), "bureauhub_agent_collected_samples_total"); err != nil {
+		t.Error(err)
 	}
 }
