@@ -19,7 +19,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"github.com/prometheus/prometheus/config"
 	"github.com/prometheus/prometheus/prompb"
 	"gopkg.in/yaml.v3"
 
@@ -44,7 +43,7 @@ type HostMetricsConfig struct {
 
 // Config is the agent's configuration file. Besides its own sections it
 // takes Prometheus's global and scrape_configs sections, in Prometheus's
-// syntax, parsed by Prometheus's own config package.
+// syntax (agent/scrape parses them).
 type Config struct {
 	Identity sink.Identity `yaml:"identity"`
 	// HTTPListenAddress serves /metrics and the remote_write endpoint
@@ -64,8 +63,8 @@ type Config struct {
 	Global        yaml.Node `yaml:"global"`
 	ScrapeConfigs yaml.Node `yaml:"scrape_configs"`
 
-	// prom is the parsed global and scrape_configs sections.
-	prom *config.Config
+	// scrape is the parsed global and scrape_configs sections.
+	scrape *scrape.Config
 }
 
 // SetDefaults fills unset fields.
@@ -124,12 +123,12 @@ func (c *Config) Validate() error {
 
 // LoadConfig reads, defaults and validates an agent config file. Unknown
 // fields are errors.
-func LoadConfig(path string, logger *slog.Logger) (*Config, error) {
+func LoadConfig(path string) (*Config, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	cfg, err := ParseConfig(b, filepath.Dir(path), logger)
+	cfg, err := ParseConfig(b, filepath.Dir(path))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
@@ -138,7 +137,7 @@ func LoadConfig(path string, logger *slog.Logger) (*Config, error) {
 
 // ParseConfig parses config text; relative file paths in scrape configs
 // are resolved against dir.
-func ParseConfig(b []byte, dir string, logger *slog.Logger) (*Config, error) {
+func ParseConfig(b []byte, dir string) (*Config, error) {
 	var cfg Config
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
@@ -160,12 +159,11 @@ func ParseConfig(b []byte, dir string, logger *slog.Logger) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("scrape_configs: %w", err)
 	}
-	prom, err := scrape.LoadConfig(string(text), logger)
+	sc, err := scrape.ParseConfig(text, dir)
 	if err != nil {
-		return nil, fmt.Errorf("scrape_configs: %w", err)
+		return nil, err
 	}
-	prom.SetDirectory(dir)
-	cfg.prom = prom
+	cfg.scrape = sc
 	return &cfg, nil
 }
 
@@ -178,7 +176,7 @@ type Agent struct {
 
 // New returns an agent for a config from LoadConfig or ParseConfig.
 func New(cfg *Config, logger *slog.Logger) (*Agent, error) {
-	if cfg.prom == nil {
+	if cfg.scrape == nil {
 		return nil, errors.New("config was not built by LoadConfig or ParseConfig")
 	}
 	reg := prometheus.NewRegistry()
@@ -235,8 +233,8 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 		intake.Go(func() { a.collectHost(intakeCtx, hc, sk) })
 	}
-	if scfgs, _ := a.cfg.prom.GetScrapeConfigs(); len(scfgs) > 0 {
-		sm := scrape.New(a.cfg.prom, sk, a.logger.With("component", "scrape"), a.reg)
+	if len(a.cfg.scrape.ScrapeConfigs) > 0 {
+		sm := scrape.New(a.cfg.scrape, sk, a.logger.With("component", "scrape"), a.reg)
 		intake.Go(func() {
 			if err := sm.Run(intakeCtx); err != nil {
 				errs <- err

@@ -18,7 +18,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -829,7 +828,7 @@ func loadHub(t *testing.T, root string, mounts []string, path string) *hub.Confi
 
 func loadAgent(t *testing.T, root string, mounts []string, path string) *agent.Config {
 	t.Helper()
-	cfg, err := agent.LoadConfig(configIn(t, root, mounts, path), slog.New(slog.DiscardHandler))
+	cfg, err := agent.LoadConfig(configIn(t, root, mounts, path))
 	if err != nil {
 		t.Fatalf("agent.LoadConfig(%s): %v", path, err)
 	}

@@ -28,7 +28,7 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	cfg, err := agent.LoadConfig(opts.ConfigFile, opts.Logger)
+	cfg, err := agent.LoadConfig(opts.ConfigFile)
 	if err != nil {
 		return err
 	}

@@ -403,7 +403,7 @@ func check(ctx context.Context, rep *agentfoot.Report, target *agentfoot.Target,
 	ws := sink.Stats()
 	num := func(v float64) string { return fmt.Sprintf("%.0f", v) }
 	rep.Checks = []agentfoot.Check{
-		{Name: "target scrapes by our agent (User-Agent Prometheus)", Value: num(float64(scrapes["Prometheus"])), OK: scrapes["Prometheus"] > 0},
+		{Name: "target scrapes by our agent (User-Agent bureauhub-agent)", Value: num(float64(scrapes["bureauhub-agent"])), OK: scrapes["bureauhub-agent"] > 0},
 		// vmagent reads responses over -promscrape.minResponseSizeForStreamParse
 		// with Go's HTTP client and its default User-Agent.
 		{Name: "target scrapes by vmagent (User-Agent vm_promscrape or Go-http-client)", Value: num(float64(vmScrapes)), OK: vmScrapes > 0},
@@ -522,7 +522,7 @@ func runProfiledAgent(ctx context.Context, args []string) error {
 		return err
 	}
 	logger := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	cfg, err := agent.LoadConfig(*configFile, logger)
+	cfg, err := agent.LoadConfig(*configFile)
 	if err != nil {
 		return err
 	}
