@@ -8,7 +8,6 @@
 package scrape
 
 import (
-	"bytes"
 	"compress/gzip"
 	"context"
 	"errors"
@@ -348,7 +347,7 @@ type loop struct {
 	// Owned by run.
 	iter   uint64            // scrapes attempted
 	cache  map[string]*entry // by the series as exposed
-	buf    bytes.Buffer      // the last scrape's body, reused
+	body   []byte            // the last scrape's body, reused
 	gz     *gzip.Reader
 	parsed labels.Labels
 	lb     *labels.Builder
@@ -530,7 +529,7 @@ func (l *loop) endOfRun(ts int64) {
 	}
 }
 
-// fetch gets the target's exposition into l.buf.
+// fetch gets the target's exposition into l.body.
 func (l *loop) fetch() ([]byte, string, error) {
 	ctx, cancel := context.WithTimeout(l.ctx, l.timeout)
 	defer cancel()
@@ -568,11 +567,36 @@ func (l *loop) fetch() ([]byte, string, error) {
 		}
 		r = l.gz
 	}
-	l.buf.Reset()
-	if _, err := l.buf.ReadFrom(r); err != nil {
+	if l.body, err = readBody(l.body, r); err != nil {
 		return nil, "", fmt.Errorf("read body: %w", err)
 	}
-	return l.buf.Bytes(), resp.Header.Get("Content-Type"), nil
+	return l.body, resp.Header.Get("Content-Type"), nil
+}
+
+// readBody reads r into buf, sized from the last body (its length): a
+// little over it, so that a target's usual body needs no growing, and
+// reallocated when far larger (after the doubling of a first read or a
+// body that has shrunk), where bytes.Buffer would keep up to twice the
+// body.
+func readBody(buf []byte, r io.Reader) ([]byte, error) {
+	want := len(buf) + len(buf)/16 + 4096
+	if cap(buf) < want || cap(buf) > want+want/4 {
+		buf = make([]byte, 0, want)
+	}
+	buf = buf[:0]
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if errors.Is(err, io.EOF) {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
 }
 
 type appendResult struct {

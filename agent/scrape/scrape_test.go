@@ -15,6 +15,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/golang/snappy"
@@ -483,5 +484,25 @@ func BenchmarkAppend(b *testing.B) {
 	}
 	if q.samples != b.N*n {
 		b.Fatalf("buffered %d samples, want %d", q.samples, b.N*n)
+	}
+}
+
+// TestReadBody: bodies read whole, and the buffer kept for the next read
+// stays near the size of the last body rather than up to twice it.
+func TestReadBody(t *testing.T) {
+	var buf []byte
+	for _, n := range []int{0, 10, 1 << 20, 1<<20 + 5000, 300_000, 300_000} {
+		body := strings.Repeat("x", n)
+		got, err := readBody(buf, iotest.HalfReader(strings.NewReader(body)))
+		if err != nil || string(got) != body {
+			t.Fatalf("read %d bytes: got %d, err %v", n, len(got), err)
+		}
+		buf = got
+	}
+	if c := cap(buf); c > 300_000*2 {
+		t.Errorf("buffer of %d bytes kept for 300,000-byte bodies", c)
+	}
+	if _, err := readBody(nil, iotest.ErrReader(io.ErrUnexpectedEOF)); err == nil {
+		t.Error("a failed read returned no error")
 	}
 }
