@@ -112,8 +112,8 @@ func (c *Config) validate(dir string) error {
 	if g.ScrapeInterval == 0 {
 		g.ScrapeInterval = model.Duration(time.Minute)
 	}
-	if g.ScrapeTimeout == 0 {
-		g.ScrapeTimeout = model.Duration(10 * time.Second)
+	if g.ScrapeTimeout == 0 { // Prometheus's default, 10s, if the interval allows
+		g.ScrapeTimeout = min(model.Duration(10*time.Second), g.ScrapeInterval)
 	}
 	if g.ScrapeTimeout > g.ScrapeInterval {
 		return fmt.Errorf("global.scrape_timeout: %s is greater than global.scrape_interval %s", g.ScrapeTimeout, g.ScrapeInterval)

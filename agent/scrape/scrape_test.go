@@ -424,6 +424,15 @@ scrape_configs:
 		t.Fatal(err)
 	}
 	a, b := cfg.ScrapeConfigs[0], cfg.ScrapeConfigs[1]
+	short, err := ParseConfig([]byte(`
+global: {scrape_interval: 1s}
+scrape_configs: [{job_name: a}]`), "")
+	if err != nil {
+		t.Fatalf("a global interval below the default timeout: %v", err)
+	}
+	if to := short.ScrapeConfigs[0].ScrapeTimeout.String(); to != "1s" {
+		t.Errorf("timeout under a 1s global interval: %s, want 1s", to)
+	}
 	if a.ScrapeInterval.String() != "30s" || a.ScrapeTimeout.String() != "10s" || a.MetricsPath != "/metrics" || a.Scheme != "http" || !a.HonorTimestamps || !a.EnableCompression {
 		t.Errorf("defaults of job a: %+v", a)
 	}
