@@ -496,16 +496,18 @@ func (l *loop) scrapeAndReport(start time.Time) {
 	if res.dup > 0 {
 		l.m.w.Unsupported("scrape", "duplicate_series", res.dup)
 	}
-	if cerr := b.Commit(); cerr != nil {
-		l.m.logger.Error("write scrape to buffer", "job", l.j.cfg.JobName, "url", l.url, "err", cerr)
-	}
-	l.iter = iter
+	// Health first, so that whoever reads the scrape's up series can read
+	// the same on /metrics.
 	l.duration.Store(int64(duration))
 	if err == nil {
 		l.health.Store(healthUp)
 	} else {
 		l.health.Store(healthDown)
 	}
+	if cerr := b.Commit(); cerr != nil {
+		l.m.logger.Error("write scrape to buffer", "job", l.j.cfg.JobName, "url", l.url, "err", cerr)
+	}
+	l.iter = iter
 }
 
 // endOfRun writes staleness markers for the last scrape's series and the

@@ -82,7 +82,7 @@ func New(q Queue, id Identity, maxBatchSamples int, reg prometheus.Registerer) (
 		}, []string{"source"}),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "bureauhub_agent_unsupported_samples_total",
-			Help: "Samples not kept because the hub cannot store them, by source and reason (native histograms, exemplars are not forwarded).",
+			Help: "Samples not kept, by source and reason: native_histogram (the hub cannot store them; exemplars are not forwarded either), duplicate_series (a series exposed twice in one scrape: the first is kept).",
 		}, []string{"source", "reason"}),
 	}
 	if reg != nil {
@@ -102,8 +102,8 @@ func (s *Sink) Unsupported(source, reason string, n int) {
 
 // Write labels and appends series (their label slices are not modified).
 // When Write returns nil every sample is in the durable buffer. Native
-// histograms and exemplars are not kept: they are counted in
-// bureauhub_agent_unsupported_samples_total.
+// histograms (counted in bureauhub_agent_unsupported_samples_total) and
+// exemplars are not kept.
 func (s *Sink) Write(source string, ts []prompb.TimeSeries) error {
 	b := s.NewBatch(source)
 	for i := range ts {

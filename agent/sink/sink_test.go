@@ -283,7 +283,7 @@ func TestWriteDropsHistogramsAndExemplars(t *testing.T) {
 		}
 	}
 	want := `
-# HELP bureauhub_agent_unsupported_samples_total Samples not kept because the hub cannot store them, by source and reason (native histograms, exemplars are not forwarded).
+# HELP bureauhub_agent_unsupported_samples_total Samples not kept, by source and reason: native_histogram (the hub cannot store them; exemplars are not forwarded either), duplicate_series (a series exposed twice in one scrape: the first is kept).
 # TYPE bureauhub_agent_unsupported_samples_total counter
 bureauhub_agent_unsupported_samples_total{reason="native_histogram",source="remote_write"} 4
 `
