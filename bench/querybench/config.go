@@ -8,6 +8,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"regexp"
 	"time"
 )
 
@@ -73,6 +74,9 @@ type Config struct {
 	// ProfileReps runs each query that many times in process
 	// against the same ClickHouse under a CPU profile; 0 skips it.
 	ProfileReps int
+	// ProfileQueries, if set, profiles only the queries whose names it
+	// matches (a regular expression).
+	ProfileQueries string
 	// Compact compacts every loaded day into chunks, as the hub does with
 	// days older than ingest.max_age.
 	Compact bool
@@ -108,6 +112,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.EvaluationInterval, "evaluation-interval", 15*time.Second, "rule evaluation interval")
 	fs.BoolVar(&c.Compact, "compact", true, "compact every loaded day into chunks (as the hub's compaction does once a day is older than ingest.max_age); false keeps the samples raw")
 	fs.IntVar(&c.ProfileReps, "profile-reps", 3, "in-process runs of each query against ClickHouse under a CPU profile; 0 skips profiling")
+	fs.StringVar(&c.ProfileQueries, "profile-queries", "", "profile only the queries whose names match this regular expression (default all)")
 }
 
 // Validate reports the first invalid setting, by its flag name.
@@ -139,8 +144,15 @@ func (c *Config) Validate() error {
 		return errors.New("-rules-window: must not be negative")
 	case c.EvaluationInterval < time.Second:
 		return errors.New("-evaluation-interval: must be at least 1s")
+	case c.ProfileQueries != "" && !validRegexp(c.ProfileQueries):
+		return fmt.Errorf("-profile-queries: %q is not a valid regular expression", c.ProfileQueries)
 	case c.ProfileReps < 0:
 		return errors.New("-profile-reps: must not be negative")
 	}
 	return nil
+}
+
+func validRegexp(s string) bool {
+	_, err := regexp.Compile(s)
+	return err == nil
 }

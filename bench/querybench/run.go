@@ -10,6 +10,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -262,6 +264,11 @@ func Run(ctx context.Context, cfg Config, log io.Writer) (err error) {
 	if reuse {
 		r.res.Data.Reused = true
 		r.logf("reusing the data loaded at %s (ending %s)", work, man.End.Format(time.RFC3339))
+		if man.Compact {
+			if err := r.recompact(ctx, d); err != nil {
+				return err
+			}
+		}
 	} else if err := r.load(ctx, d, vm); err != nil {
 		return err
 	}
@@ -283,8 +290,13 @@ func Run(ctx context.Context, cfg Config, log io.Writer) (err error) {
 		}
 	}
 	if cfg.ProfileReps > 0 {
-		r.logf("profile: %d queries x %d in process", len(qs), cfg.ProfileReps)
-		p, err := r.profileHub(ctx, qs)
+		pqs := qs
+		if cfg.ProfileQueries != "" {
+			re := regexp.MustCompile(cfg.ProfileQueries) // checked by Validate
+			pqs = slices.DeleteFunc(slices.Clone(qs), func(q Query) bool { return !re.MatchString(q.Name) })
+		}
+		r.logf("profile: %d queries x %d in process", len(pqs), cfg.ProfileReps)
+		p, err := r.profileHub(ctx, pqs)
 		if err != nil {
 			r.note("profile failed: %v", err)
 		}
@@ -365,6 +377,26 @@ func (r *runner) has(system string) bool {
 		return r.vmData != ""
 	}
 	return true
+}
+
+// recompact compacts reused data again. ClickHouse 18.16 deletes a
+// dropped partition's files only old_parts_lifetime (8 min) after the
+// drop, and a server started again before then loads them as live parts:
+// the raw days the load's compaction dropped are back. Compacting them
+// again writes the same chunks (which fold) and drops them again.
+func (r *runner) recompact(ctx context.Context, d *Dataset) error {
+	store, err := clickhouse.Open(clickhouse.Config{Addr: []string{r.ch.Addr()}, Database: hubDB, Username: "default",
+		DialTimeout: 5 * time.Second, ReadTimeout: 5 * time.Minute, MaxOpenConns: 4}, slog.New(slog.DiscardHandler), nil)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	done, err := store.CompactBefore(ctx, d.End.Add(48*time.Hour))
+	if err != nil {
+		return fmt.Errorf("compact reused data: %w", err)
+	}
+	r.logf("-reuse: compacted %d raw day(s) again", len(done))
+	return r.ch.OptimizeFinal(ctx, hubDB, "chunks")
 }
 
 // load generates the data once into every store, then lets each store

@@ -44,12 +44,25 @@ type Config struct {
 	LookbackDelta time.Duration     `yaml:"lookback_delta"`
 	DefaultLimits Limits            `yaml:"default_limits"`
 	TenantLimits  map[string]Limits `yaml:"tenant_limits"`
+	// RangeParallelism is how many parts a range query is split into,
+	// evaluated at once (see SplitEngine); 1 never splits. Default: the
+	// cores the hub may use.
+	RangeParallelism int `yaml:"range_parallelism"`
+	// RangeMinSteps is the fewest steps of each part: a range query with
+	// fewer than twice as many is not split.
+	RangeMinSteps int `yaml:"range_min_steps"`
 }
 
 // SetDefaults fills unset fields.
 func (c *Config) SetDefaults() {
 	if c.LookbackDelta == 0 {
 		c.LookbackDelta = 5 * time.Minute
+	}
+	if c.RangeParallelism == 0 {
+		c.RangeParallelism = runtime.GOMAXPROCS(0)
+	}
+	if c.RangeMinSteps == 0 {
+		c.RangeMinSteps = 60
 	}
 	if c.DefaultLimits.Timeout == 0 {
 		c.DefaultLimits.Timeout = 2 * time.Minute
@@ -66,6 +79,12 @@ func (c *Config) SetDefaults() {
 func (c *Config) Validate() error {
 	if c.LookbackDelta < 0 {
 		return errors.New("query.lookback_delta: must not be negative")
+	}
+	if c.RangeParallelism < 0 {
+		return fmt.Errorf("query.range_parallelism: %d is negative (1 never splits range queries)", c.RangeParallelism)
+	}
+	if c.RangeMinSteps < 0 {
+		return fmt.Errorf("query.range_min_steps: %d is negative", c.RangeMinSteps)
 	}
 	check := func(path string, l Limits) error {
 		if l.Timeout < 0 || l.MaxSamples < 0 || l.MaxSeries < 0 {
@@ -151,7 +170,8 @@ func New(cfg Config, store *clickhouse.Store, authn *auth.Authenticator, rulesSr
 		}
 		return rulesSrc(p)
 	}
-	api := v1.NewAPI(engine, q, nil, nil, noExemplars{},
+	split := &SplitEngine{Engine: engine, Parts: cfg.RangeParallelism, MinSteps: cfg.RangeMinSteps}
+	api := v1.NewAPI(split, q, nil, nil, noExemplars{},
 		func(context.Context) v1.ScrapePoolsRetriever { return noTargets{} },
 		func(context.Context) v1.TargetRetriever { return noTargets{} },
 		func(context.Context) v1.AlertmanagerRetriever { return noTargets{} },

@@ -43,6 +43,11 @@ func (q ScopedQueryable) Querier(mint, maxt int64) (storage.Querier, error) {
 
 // ChunkQuerier implements storage.ChunkQueryable; remote read is not
 // served, so it is never used.
+// ConcurrentSeries: the ClickHouse store's series are read whole into
+// memory by Select and never changed after, so the parts of a split query
+// may share them (see SplitEngine).
+func (q ScopedQueryable) ConcurrentSeries() {}
+
 func (q ScopedQueryable) ChunkQuerier(int64, int64) (storage.ChunkQuerier, error) {
 	return nil, errors.New("chunk queries (remote read) are not supported")
 }
