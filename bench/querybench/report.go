@@ -179,7 +179,7 @@ func Markdown(res *Results) string {
 	}
 
 	if pr := res.Profile; pr != nil && len(pr.Queries) > 0 {
-		p("**Where the hub's time goes** (every query run %d times in process: the hub's store and Prometheus' engine as `hub/query` builds them, against the same ClickHouse; no HTTP or JSON). Storage is the time in `Select` and in the series set's `Next`; ClickHouse server time is the statements' `query_duration_ms` from `system.query_log`; the rest of storage is client side (receiving and decoding blocks, building series). %s\n\n", pr.Reps, pr.Note)
+		p("**Where the hub's time goes** (every query run %d times in process: the hub's store and Prometheus' engine with `hub/query`'s settings, against the same ClickHouse; no HTTP or JSON, and each query evaluated whole, on one core, where the hub splits range queries into parts run at once). Storage is the time in `Select` and in the series set's `Next`; ClickHouse server time is the statements' `query_duration_ms` from `system.query_log`; the rest of storage is client side (receiving and decoding blocks, building series). %s\n\n", pr.Reps, pr.Note)
 		p("| query | total | storage | ClickHouse server: series + chunks + samples statements (the last two run at once) | client side of storage | PromQL engine | rows read | rows returned | MB returned | ClickHouse peak memory |\n|---|---:|---:|---|---:|---:|---:|---:|---:|---:|\n")
 		for _, q := range pr.Queries {
 			if q.Error != "" {

@@ -31,6 +31,12 @@ import (
 // chunks of their own; identical chunks fold (ReplacingMergeTree on a key
 // that ends with the chunk's hash) and overlapping ones are merged sample
 // by sample when read.
+//
+// ClickHouse 18.16 deletes a dropped partition's files only
+// old_parts_lifetime (8 minutes) after the drop; a server restarted before
+// then loads them as live parts again. Reads stay correct (they merge the
+// revived raw rows with the day's chunks), and the next run compacts the
+// day again: the same chunks, which fold, and the partition dropped again.
 
 // chunkSamples is the most samples one chunk holds: an hour at 15 s.
 // Prometheus cuts at 120 for the sake of its in-memory head; a compacted
