@@ -78,8 +78,7 @@ type ProfileQuery struct {
 // profileHub runs each query ProfileReps times in this process
 // under a CPU profile.
 func (r *runner) profileHub(ctx context.Context, qs []Query) (*Profile, error) {
-	store, err := clickhouse.Open(clickhouse.Config{Addr: []string{r.ch.Addr()}, Database: hubDB, Username: "default",
-		DialTimeout: 5 * time.Second, ReadTimeout: 5 * time.Minute, MaxOpenConns: 8}, slog.New(slog.DiscardHandler), nil)
+	store, err := r.openStore(8)
 	if err != nil {
 		return nil, err
 	}

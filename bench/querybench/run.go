@@ -379,14 +379,20 @@ func (r *runner) has(system string) bool {
 	return true
 }
 
+// openStore opens the hub's store on the benchmark's ClickHouse, for
+// loading, compacting and the in-process profile.
+func (r *runner) openStore(conns int) (*clickhouse.Store, error) {
+	return clickhouse.Open(clickhouse.Config{Addr: []string{r.ch.Addr()}, Database: hubDB, Username: "default",
+		DialTimeout: 5 * time.Second, ReadTimeout: 5 * time.Minute, MaxOpenConns: conns}, slog.New(slog.DiscardHandler), nil)
+}
+
 // recompact compacts reused data again. ClickHouse 18.16 deletes a
 // dropped partition's files only old_parts_lifetime (8 min) after the
 // drop, and a server started again before then loads them as live parts:
 // the raw days the load's compaction dropped are back. Compacting them
 // again writes the same chunks (which fold) and drops them again.
 func (r *runner) recompact(ctx context.Context, d *Dataset) error {
-	store, err := clickhouse.Open(clickhouse.Config{Addr: []string{r.ch.Addr()}, Database: hubDB, Username: "default",
-		DialTimeout: 5 * time.Second, ReadTimeout: 5 * time.Minute, MaxOpenConns: 4}, slog.New(slog.DiscardHandler), nil)
+	store, err := r.openStore(4)
 	if err != nil {
 		return err
 	}
@@ -404,8 +410,7 @@ func (r *runner) recompact(ctx context.Context, d *Dataset) error {
 // Prometheus, a forced flush and merge in VictoriaMetrics.
 func (r *runner) load(ctx context.Context, d *Dataset, vm *target) error {
 	r.res.Data.LoadSeconds = map[string]float64{}
-	store, err := clickhouse.Open(clickhouse.Config{Addr: []string{r.ch.Addr()}, Database: hubDB, Username: "default",
-		DialTimeout: 5 * time.Second, ReadTimeout: 5 * time.Minute, MaxOpenConns: 4}, slog.New(slog.DiscardHandler), nil)
+	store, err := r.openStore(4)
 	if err != nil {
 		return err
 	}

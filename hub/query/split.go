@@ -23,9 +23,10 @@ import (
 // Thanos and Cortex do when they split by interval. PromQL's value at a
 // step depends on that step's timestamp and the data, never on the other
 // steps, so the joined answer is the one the whole query would give; the
-// exceptions, which are never split, are @ start() and @ end() (they
-// name the query's own start and end) and queries that ask for per-step
-// statistics.
+// exceptions, which are never split, are what names the query's own start,
+// end or range (@ start(), @ end(), and experimental functions and
+// duration expressions; see dependsOnRange) and queries that ask for
+// per-step statistics.
 //
 // When the store's series may be iterated by several goroutines at once
 // (ConcurrentSeries), the parts share their reads: the first part to
@@ -44,8 +45,9 @@ type SplitEngine struct {
 	// MinSteps is the fewest steps a part has (at least 2): a query with
 	// fewer than twice as many is not split.
 	MinSteps int
-	// Parser parses queries to look for @ start() and @ end(); nil is
-	// the default parser, as the engine's.
+	// Parser parses queries to look for what depends on the query's
+	// range (see dependsOnRange). It must accept what the engine's parser
+	// accepts; nil is the default parser, as the engine's default.
 	Parser parser.Parser
 }
 
@@ -68,7 +70,7 @@ func (e *SplitEngine) NewRangeQuery(ctx context.Context, q storage.Queryable, op
 	// query whose start is its end, which the engine treats differently:
 	// it does not warn about sort, for one).
 	steps := int(end.Sub(start)/interval) + 1
-	sq := &splitQuery{qs: qs, start: start, end: end, interval: interval}
+	sq := &splitQuery{qs: qs, start: start, end: end}
 	var sh *sharedReads
 	if _, ok := q.(ConcurrentSeries); ok {
 		sh = &sharedReads{q: q, start: start.UnixMilli(), end: end.UnixMilli(), reads: map[string]*sharedRead{}}
@@ -118,27 +120,42 @@ func (e *SplitEngine) parts(opts promql.QueryOpts, qs string, start, end time.Ti
 	if err != nil {
 		return 1 // the engine reports the error
 	}
-	atStartOrEnd := false
-	parser.Inspect(expr, func(node parser.Node, _ []parser.Node) error {
-		switch n := node.(type) {
-		case *parser.VectorSelector:
-			atStartOrEnd = atStartOrEnd || n.StartOrEnd != 0
-		case *parser.SubqueryExpr:
-			atStartOrEnd = atStartOrEnd || n.StartOrEnd != 0
-		}
-		return nil
-	})
-	if atStartOrEnd {
+	if dependsOnRange(expr) {
 		return 1
 	}
 	return n
+}
+
+// dependsOnRange reports whether an expression's value at a step depends
+// on the query's start, end or range, which the engine folds in before
+// evaluating: @ start() and @ end(), the experimental functions start(),
+// end() and range(), and the experimental duration expressions (which may
+// use range(); any is taken to).
+func dependsOnRange(expr parser.Expr) bool {
+	depends := false
+	parser.Inspect(expr, func(node parser.Node, _ []parser.Node) error {
+		switch n := node.(type) {
+		case *parser.Call:
+			switch n.Func.Name {
+			case "start", "end", "range":
+				depends = true
+			}
+		case *parser.VectorSelector:
+			depends = depends || n.StartOrEnd != 0 || n.OriginalOffsetExpr != nil
+		case *parser.MatrixSelector:
+			depends = depends || n.RangeExpr != nil
+		case *parser.SubqueryExpr:
+			depends = depends || n.StartOrEnd != 0 || n.RangeExpr != nil || n.OriginalOffsetExpr != nil || n.StepExpr != nil
+		}
+		return nil
+	})
+	return depends
 }
 
 // splitQuery is a range query run as parts over consecutive steps.
 type splitQuery struct {
 	qs         string
 	start, end time.Time
-	interval   time.Duration
 	parts      []promql.Query
 	shared     *sharedReads
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql"
+	"github.com/prometheus/prometheus/promql/parser"
 	"github.com/prometheus/prometheus/promql/promqltest"
 	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/tsdb"
@@ -289,6 +290,30 @@ func TestSplitEngineWhole(t *testing.T) {
 		_, split := q.(*splitQuery)
 		if split != c.split {
 			t.Errorf("%s over %v: split %v, want %v", c.qs, c.end, split, c.split)
+		}
+		q.Close()
+	}
+	// With experimental functions and duration expressions, what names the
+	// query's range is not split either (range() would be each part's).
+	popts := parser.Options{EnableExperimentalFunctions: true, ExperimentalDurationExpr: true}
+	xng := promqltest.NewTestEngineWithOpts(t, promql.EngineOpts{MaxSamples: 1e6, Timeout: time.Minute,
+		EnableAtModifier: true, Parser: parser.NewParser(popts)})
+	xe := &SplitEngine{Engine: xng, Parts: 4, MinSteps: 10, Parser: parser.NewParser(popts)}
+	for qs, split := range map[string]bool{
+		`cpu * range()`:                 false,
+		`cpu > start()`:                 false,
+		`timestamp(cpu) < end()`:        false,
+		`rate(cpu[range()])`:            false,
+		`rate(cpu[1m] offset (1m+1m))`:  false,
+		`max_over_time(cpu[1m:step()])`: false,
+		`sgn(cpu)`:                      true,
+	} {
+		q, err := xe.NewRangeQuery(context.Background(), st, nil, qs, start, start.Add(time.Hour), 15*time.Second)
+		if err != nil {
+			t.Fatalf("%s: %v", qs, err)
+		}
+		if _, s := q.(*splitQuery); s != split {
+			t.Errorf("%s: split %v, want %v", qs, s, split)
 		}
 		q.Close()
 	}
