@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/prometheus/storage"
 	v1 "github.com/prometheus/prometheus/web/api/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -37,6 +38,7 @@ import (
 	"github.com/bureauhub/bureauhub/hub/rules"
 	"github.com/bureauhub/bureauhub/hub/site"
 	"github.com/bureauhub/bureauhub/hub/store/clickhouse"
+	"github.com/bureauhub/bureauhub/hub/store/head"
 )
 
 // TLSConfig names the hub's certificate files.
@@ -220,6 +222,7 @@ type Hub struct {
 	forecaster *forecast.Forecaster  // nil without forecast
 	autoscaler *autoscale.Autoscaler // nil without autoscale
 	cluster    *cluster.Cluster      // nil on a single hub
+	head       *head.Head            // nil in a cluster or when disabled
 }
 
 // New builds a hub from a validated config. Nothing runs until Run.
@@ -239,6 +242,24 @@ func New(cfg *Config, logger *slog.Logger) (*Hub, error) {
 		return nil, err
 	}
 	h := &Hub{cfg: cfg, logger: logger, reg: reg, store: store, ingest: svc, authn: authn}
+	switch {
+	case cfg.Query.Head.Disabled:
+	case cfg.Cluster != nil:
+		// Each hub of a cluster stores what its own agents send: none
+		// holds every recent sample, so all read ClickHouse.
+		logger.Info("the in-memory head is off in a cluster; queries read ClickHouse")
+	default:
+		names := make([]string, len(cfg.Tenants))
+		for i, t := range cfg.Tenants {
+			names[i] = t.Name
+		}
+		if h.head, err = head.New(cfg.Query.Head, names, logger.With("component", "head"), reg); err != nil {
+			store.Close()
+			return nil, err
+		}
+		store.SetRecent(h.head)
+		svc.OnStored(h.head.Append)
+	}
 	h.api = query.New(cfg.Query, store, authn, func(p auth.Principal) v1.RulesRetriever { return h.rules.Retriever(p) },
 		logger.With("component", "query"), reg)
 	var notifier rules.Notifier
@@ -343,6 +364,19 @@ func (h *Hub) Run(ctx context.Context) error {
 	if err := h.migrate(ctx); err != nil {
 		return err
 	}
+	if h.head != nil {
+		// Before ingestion starts: every block stored from now on is
+		// appended, and the refill reads what was stored before.
+		if err := h.head.Open(); err != nil {
+			return err
+		}
+		defer func() {
+			// Last: queries, rules and ingestion have stopped.
+			if err := h.head.Close(); err != nil {
+				h.logger.Warn("close the head", "err", err)
+			}
+		}()
+	}
 	if h.cluster != nil {
 		// Join before anything that consults ownership runs.
 		if err := h.cluster.Start(); err != nil {
@@ -437,6 +471,17 @@ func (h *Hub) Run(ctx context.Context) error {
 		defer close(siteDone)
 		_ = h.site.Run(runCtx)
 	}()
+	headDone := make(chan struct{})
+	if h.head != nil {
+		go func() {
+			defer close(headDone)
+			h.head.Run(runCtx, func(tenant string) storage.Queryable {
+				return h.store.Queryable(clickhouse.Scope{Tenants: []string{tenant}}, clickhouse.Limits{})
+			})
+		}()
+	} else {
+		close(headDone)
+	}
 	capDone := make(chan struct{})
 	go func() {
 		defer close(capDone)
@@ -503,6 +548,7 @@ func (h *Hub) Run(ctx context.Context) error {
 	<-rulesDone
 	<-siteDone
 	<-capDone
+	<-headDone
 	<-clusterDone
 	if err := <-alertsDone; err != nil && firstErr == nil {
 		firstErr = err

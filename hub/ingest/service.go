@@ -42,6 +42,7 @@ type Service struct {
 
 	cfg            Config
 	delivered      DeliveryFunc
+	stored         func(*clickhouse.Block)
 	sharedProgress AgentProgressLoader
 	store          Store
 	authn          *auth.Authenticator
@@ -100,6 +101,7 @@ func (s *Service) Run(ctx context.Context, drainTimeout time.Duration) error {
 	drainCtx, cancelDrain := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelDrain()
 	s.writer = newWriter(&s.cfg, s.store, s.tracker, s.logger, s.m)
+	s.writer.stored = s.stored
 	var flushers sync.WaitGroup
 	for range s.cfg.Writers {
 		flushers.Go(func() { s.writer.run(drainCtx) })
@@ -415,6 +417,11 @@ func (s *Service) ShareProgress(l AgentProgressLoader) { s.sharedProgress = l }
 // OnDelivered sets the function told of stored batches (the hub's site
 // watcher). Call it before Run.
 func (s *Service) OnDelivered(f DeliveryFunc) { s.delivered = f }
+
+// OnStored sets the function given every block once ClickHouse has stored
+// it, before the writers are acknowledged (the hub's head). It must not
+// keep b, which is reused. Call it before Run.
+func (s *Service) OnStored(f func(b *clickhouse.Block)) { s.stored = f }
 
 func ackFor(seq uint64, err error, dup bool) *fpb.Ack {
 	if err != nil {

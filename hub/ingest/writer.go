@@ -38,6 +38,7 @@ type writer struct {
 	tracker *tracker
 	logger  *slog.Logger
 	m       *metrics
+	stored  func(*clickhouse.Block) // see Service.OnStored
 
 	mu      sync.Mutex
 	cond    *sync.Cond
@@ -175,6 +176,11 @@ func (w *writer) run(ctx context.Context) {
 			}
 		}
 		err := w.writeWithRetry(ctx, &block)
+		if err == nil && w.stored != nil {
+			// Before anyone is told: a recording rule's result must be
+			// readable by the next rule of its group.
+			w.stored(&block)
+		}
 		w.tracker.complete(ps, err)
 		if err == nil {
 			w.m.batchSamples.Observe(float64(block.Len()))

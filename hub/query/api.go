@@ -30,6 +30,7 @@ import (
 
 	"github.com/bureauhub/bureauhub/hub/auth"
 	"github.com/bureauhub/bureauhub/hub/store/clickhouse"
+	"github.com/bureauhub/bureauhub/hub/store/head"
 )
 
 // Limits bound one tenant's queries. Zero fields take the defaults.
@@ -51,6 +52,8 @@ type Config struct {
 	// RangeMinSteps is the fewest steps of each part: a range query with
 	// fewer than twice as many is not split.
 	RangeMinSteps int `yaml:"range_min_steps"`
+	// Head keeps the recent samples in memory (a single hub only).
+	Head head.Config `yaml:"head"`
 }
 
 // SetDefaults fills unset fields.
@@ -64,6 +67,7 @@ func (c *Config) SetDefaults() {
 	if c.RangeMinSteps == 0 {
 		c.RangeMinSteps = 60
 	}
+	c.Head.SetDefaults()
 	if c.DefaultLimits.Timeout == 0 {
 		c.DefaultLimits.Timeout = 2 * time.Minute
 	}
@@ -85,6 +89,9 @@ func (c *Config) Validate() error {
 	}
 	if c.RangeMinSteps < 0 {
 		return fmt.Errorf("query.range_min_steps: %d is negative", c.RangeMinSteps)
+	}
+	if err := c.Head.Validate("query.head"); err != nil {
+		return err
 	}
 	check := func(path string, l Limits) error {
 		if l.Timeout < 0 || l.MaxSamples < 0 || l.MaxSeries < 0 {

@@ -35,6 +35,7 @@ const (
 type testHub struct {
 	srv   *httptest.Server
 	store *clickhouse.Store
+	scfg  clickhouse.Config
 	authn *auth.Authenticator
 	end   time.Time
 }
@@ -101,7 +102,7 @@ func newTestHub(t *testing.T, cfg Config) *testHub {
 	api := New(cfg, store, authn, nil, logger, prometheus.NewRegistry())
 	srv := httptest.NewServer(api.Handler())
 	t.Cleanup(srv.Close)
-	return &testHub{srv: srv, store: store, authn: authn, end: end}
+	return &testHub{srv: srv, store: store, scfg: scfg, authn: authn, end: end}
 }
 
 type apiResponse struct {

@@ -41,13 +41,20 @@ func (q ScopedQueryable) Querier(mint, maxt int64) (storage.Querier, error) {
 	return &scopedQuerier{q: q, mint: mint, maxt: maxt}, nil
 }
 
+// ConcurrentSeries implements ConcurrentSeries: the ClickHouse store's
+// series are read whole into memory by Select and never changed after, so
+// the parts of a split query may share them (see SplitEngine), except when
+// the store's head holds the query's range: its series are not safe to
+// share, and each part reads the head at little cost.
+func (q ScopedQueryable) ConcurrentSeries(ctx context.Context, mint, maxt int64) (func(context.Context) context.Context, bool) {
+	if p, ok := auth.FromContext(ctx); ok && q.Store.RecentHolds(ScopeOf(p), mint, maxt) {
+		return nil, false
+	}
+	return clickhouse.ClickHouseOnly, true
+}
+
 // ChunkQuerier implements storage.ChunkQueryable; remote read is not
 // served, so it is never used.
-// ConcurrentSeries: the ClickHouse store's series are read whole into
-// memory by Select and never changed after, so the parts of a split query
-// may share them (see SplitEngine).
-func (q ScopedQueryable) ConcurrentSeries() {}
-
 func (q ScopedQueryable) ChunkQuerier(int64, int64) (storage.ChunkQuerier, error) {
 	return nil, errors.New("chunk queries (remote read) are not supported")
 }

@@ -72,9 +72,11 @@ func (e *SplitEngine) NewRangeQuery(ctx context.Context, q storage.Queryable, op
 	steps := int(end.Sub(start)/interval) + 1
 	sq := &splitQuery{qs: qs, start: start, end: end}
 	var sh *sharedReads
-	if _, ok := q.(ConcurrentSeries); ok {
-		sh = &sharedReads{q: q, start: start.UnixMilli(), end: end.UnixMilli(), reads: map[string]*sharedRead{}}
-		sq.shared = sh
+	if cs, ok := q.(ConcurrentSeries); ok {
+		if wrap, ok := cs.ConcurrentSeries(ctx, start.UnixMilli(), end.UnixMilli()); ok {
+			sh = &sharedReads{q: q, wrap: wrap, start: start.UnixMilli(), end: end.UnixMilli(), reads: map[string]*sharedRead{}}
+			sq.shared = sh
+		}
 	}
 	first := 0
 	for i := range n {
@@ -332,7 +334,12 @@ func (q *splitQuery) String() string { return q.qs }
 // Prometheus's TSDB is not one (its head chunk reader caches chunks per
 // querier, unlocked).
 type ConcurrentSeries interface {
-	ConcurrentSeries()
+	// ConcurrentSeries returns wrap, which makes from a Select's context
+	// one under which the series it returns are safe to share, or false
+	// when the parts of a query of steps mint to maxt under ctx had
+	// better read on their own (the store holds that range in memory,
+	// where reads cost little and are not safe to share).
+	ConcurrentSeries(ctx context.Context, mint, maxt int64) (wrap func(context.Context) context.Context, ok bool)
 }
 
 // sharedReads lets the parts of one split query share their reads. Each
@@ -343,6 +350,7 @@ type ConcurrentSeries interface {
 // series read over a longer range gives the same answer.
 type sharedReads struct {
 	q          storage.Queryable
+	wrap       func(context.Context) context.Context // see ConcurrentSeries
 	start, end int64 // the whole query's first and last step, in ms
 
 	mu       sync.Mutex
@@ -431,7 +439,7 @@ func (q *partQuerier) Select(ctx context.Context, _ bool, hints *storage.SelectH
 			r.err = err
 			return
 		}
-		set := qr.Select(ctx, true, whole, ms...)
+		set := qr.Select(q.p.sh.wrap(ctx), true, whole, ms...)
 		for set.Next() {
 			r.series = append(r.series, set.At())
 		}

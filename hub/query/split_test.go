@@ -52,7 +52,9 @@ type memStorage struct {
 	selects atomic.Int64
 }
 
-func (m *memStorage) ConcurrentSeries() {}
+func (m *memStorage) ConcurrentSeries(context.Context, int64, int64) (func(context.Context) context.Context, bool) {
+	return func(ctx context.Context) context.Context { return ctx }, true
+}
 
 func (m *memStorage) Querier(mint, maxt int64) (storage.Querier, error) {
 	q, err := m.Storage.Querier(mint, maxt)

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -44,6 +45,39 @@ const maxDateMillis = 4291660800000
 // ErrLimit is wrapped by errors for queries over their Limits.
 var ErrLimit = errors.New("query limit exceeded")
 
+// Recent holds the most recent samples in memory (package head). The store
+// reads a selection from it instead of ClickHouse when it holds every
+// sample of the selection's range, so an answer never depends on which
+// was read.
+type Recent interface {
+	// Querier returns a querier over [mint, maxt] of scope's tenants, or
+	// false when it does not hold every sample there. The caller closes
+	// it once done with the series it returned; they must not be
+	// iterated by several goroutines at once.
+	Querier(scope Scope, mint, maxt int64) (storage.Querier, bool)
+	// Holds reports whether Querier would return one now.
+	Holds(scope Scope, mint, maxt int64) bool
+}
+
+// SetRecent makes reads of recent samples use r. Call it before queries
+// run.
+func (s *Store) SetRecent(r Recent) { s.recent = r }
+
+// RecentHolds reports whether the store's Recent holds every sample of
+// scope in [mint, maxt].
+func (s *Store) RecentHolds(scope Scope, mint, maxt int64) bool {
+	return s.recent != nil && s.recent.Holds(scope, mint, maxt)
+}
+
+type clickHouseOnlyKey struct{}
+
+// ClickHouseOnly returns a context whose reads go to ClickHouse even
+// where the store's Recent holds their samples: series that several
+// goroutines iterate at once, and the refill of Recent itself.
+func ClickHouseOnly(ctx context.Context) context.Context {
+	return context.WithValue(ctx, clickHouseOnlyKey{}, true)
+}
+
 // Queryable returns a storage.Queryable over the tenants of scope, for
 // Prometheus's promql engine and rules manager.
 func (s *Store) Queryable(scope Scope, limits Limits) storage.Queryable {
@@ -71,6 +105,9 @@ type querier struct {
 	scope      Scope
 	limits     Limits
 	mint, maxt int64
+
+	mu     sync.Mutex
+	recent []storage.Querier // Recent's queriers, closed with this one
 }
 
 // where builds the series-table condition for tenants, days and matchers.
@@ -343,6 +380,9 @@ func (s fSamples) Len() int                { return len(s) }
 // Select implements storage.Querier.
 func (q *querier) Select(ctx context.Context, _ bool, hints *storage.SelectHints, ms ...*labels.Matcher) storage.SeriesSet {
 	mint, maxt := q.timeRange(hints)
+	if set, ok := q.selectRecent(ctx, hints, mint, maxt, ms); ok {
+		return set
+	}
 	where, args, err := q.where(mint, maxt, ms)
 	if err != nil {
 		return storage.ErrSeriesSet(err)
@@ -723,8 +763,121 @@ func (q *querier) strings(ctx context.Context, sql string, args []any, hints *st
 	return out, rows.Err()
 }
 
+// selectRecent reads from the store's Recent when it holds every sample
+// of [mint, maxt]; the series API's selections (hints.Func "series") ask
+// which series were written on the range's days, which only ClickHouse
+// knows.
+func (q *querier) selectRecent(ctx context.Context, hints *storage.SelectHints, mint, maxt int64, ms []*labels.Matcher) (storage.SeriesSet, bool) {
+	if q.s.recent == nil || ctx.Value(clickHouseOnlyKey{}) != nil || (hints != nil && hints.Func == "series") {
+		return nil, false
+	}
+	if !q.scope.All && len(q.scope.Tenants) == 0 {
+		return nil, false // where reports it
+	}
+	rq, ok := q.s.recent.Querier(q.scope, mint, maxt)
+	if !ok {
+		return nil, false
+	}
+	q.mu.Lock()
+	q.recent = append(q.recent, rq)
+	q.mu.Unlock()
+	set := rq.Select(ctx, true, hints, ms...)
+	if q.limits.MaxSeries <= 0 && q.limits.MaxSamples <= 0 {
+		return set, true
+	}
+	return &limitedSet{SeriesSet: set, limits: q.limits}, true
+}
+
 // Close implements storage.LabelQuerier.
-func (q *querier) Close() error { return nil }
+func (q *querier) Close() error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	var errs []error
+	for _, rq := range q.recent {
+		errs = append(errs, rq.Close())
+	}
+	q.recent = nil
+	return errors.Join(errs...)
+}
+
+// limitedSet applies a query's Limits to series read from Recent, as
+// fetch does to ClickHouse's: series as they are listed, samples as they
+// are iterated.
+type limitedSet struct {
+	storage.SeriesSet
+	limits  Limits
+	series  int
+	samples int64
+	err     error
+}
+
+func (s *limitedSet) Next() bool {
+	if s.err != nil || !s.SeriesSet.Next() {
+		return false
+	}
+	if s.series++; s.limits.MaxSeries > 0 && s.series > s.limits.MaxSeries {
+		s.err = fmt.Errorf("%w: more than %d series match, the limit is %d", ErrLimit, s.limits.MaxSeries, s.limits.MaxSeries)
+		return false
+	}
+	return true
+}
+
+func (s *limitedSet) At() storage.Series {
+	if s.limits.MaxSamples <= 0 {
+		return s.SeriesSet.At()
+	}
+	return limitedSeries{s.SeriesSet.At(), s}
+}
+
+func (s *limitedSet) Err() error {
+	if s.err != nil {
+		return s.err
+	}
+	return s.SeriesSet.Err()
+}
+
+type limitedSeries struct {
+	storage.Series
+	set *limitedSet
+}
+
+func (s limitedSeries) Iterator(it chunkenc.Iterator) chunkenc.Iterator {
+	if li, ok := it.(*limitedIterator); ok {
+		li.Iterator = s.Series.Iterator(li.Iterator)
+		li.set, li.err = s.set, nil
+		return li
+	}
+	return &limitedIterator{Iterator: s.Series.Iterator(it), set: s.set}
+}
+
+// limitedIterator counts the samples handed out; the engine reads every
+// sample of its ranges through Next, and Seek skips to the first it needs.
+type limitedIterator struct {
+	chunkenc.Iterator
+	set *limitedSet
+	err error
+}
+
+func (it *limitedIterator) count(vt chunkenc.ValueType) chunkenc.ValueType {
+	if vt == chunkenc.ValNone || it.err != nil {
+		return chunkenc.ValNone
+	}
+	if it.set.samples++; it.set.samples > int64(it.set.limits.MaxSamples) {
+		it.err = fmt.Errorf("%w: more than %d samples read", ErrLimit, it.set.limits.MaxSamples)
+		return chunkenc.ValNone
+	}
+	return vt
+}
+
+func (it *limitedIterator) Next() chunkenc.ValueType           { return it.count(it.Iterator.Next()) }
+func (it *limitedIterator) Seek(t seekTime) chunkenc.ValueType { return it.count(it.Iterator.Seek(t)) }
+
+func (it *limitedIterator) Err() error {
+	if it.err != nil {
+		return it.err
+	}
+	return it.Iterator.Err()
+}
 
 type seriesSet struct {
 	series []*chSeries

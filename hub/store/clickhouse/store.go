@@ -124,6 +124,7 @@ type Store struct {
 	conn   driver.Conn
 	db     string
 	logger *slog.Logger
+	recent Recent // nil without a head (SetRecent)
 
 	writeSeconds *prometheus.HistogramVec
 	rowsWritten  *prometheus.CounterVec
