@@ -1,6 +1,7 @@
 package querybench
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -99,7 +100,40 @@ func (r *runner) startHub(ctx context.Context, o hubOptions) (*target, error) {
 		p.Kill()
 		return nil, err
 	}
+	if err := waitHead(ctx, t.base, len(bureaus)+1, 5*time.Minute); err != nil {
+		p.Kill()
+		return nil, err
+	}
 	return t, nil
+}
+
+// waitHead waits until the hub's head, if it has one, holds every
+// tenant's window: it is refilled from ClickHouse at start, and reads go
+// to ClickHouse until then.
+func waitHead(ctx context.Context, base string, tenants int, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/metrics", nil)
+		resp, err := (&http.Client{Transport: &http.Transport{Proxy: nil}}).Do(req)
+		if err != nil {
+			return fmt.Errorf("wait for the hub's head: %w", err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			return fmt.Errorf("wait for the hub's head: %w", err)
+		}
+		if !bytes.Contains(body, []byte("\nbureauhub_head_appended_samples_total ")) ||
+			bytes.Count(body, []byte("\nbureauhub_head_covered_from_timestamp_seconds{")) >= tenants {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the hub's head was not refilled: %w", ctx.Err())
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 // readerTenant is the cross-bureau tenant whose token the queries use.
