@@ -2,10 +2,13 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -284,6 +287,33 @@ func TestHubOutage(t *testing.T) {
 	cancel()
 	wait()
 	e.waitExact(p, "health", "e2e_outage", 60*time.Second)
+
+	// The restarted hub refilled its in-memory head from ClickHouse and
+	// appended the agent's backlog after it: PromQL read from the head
+	// counts every stored sample.
+	stored, _ := e.stored("health", "e2e_outage")
+	waitFor(t, 30*time.Second, func() (bool, string) {
+		v := metricValue(t, e.hubURL(), "bureauhub_head_covered_from_timestamp_seconds", map[string]string{"tenant": "health"})
+		return v > 0, "the head refilled"
+	})
+	headReads := metricValue(t, e.hubURL(), "bureauhub_head_reads_total", map[string]string{"source": "head"})
+	code, body := e.apiGet(t, "health", "/api/v1/query?query="+url.QueryEscape("sum(count_over_time(e2e_outage[30m]))"))
+	var r struct {
+		Data struct {
+			Result []struct {
+				Value [2]any `json:"value"`
+			} `json:"result"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal([]byte(body), &r); code != http.StatusOK || err != nil || len(r.Data.Result) != 1 {
+		t.Fatalf("count query: %d %s", code, body)
+	}
+	if got := r.Data.Result[0].Value[1]; got != strconv.FormatUint(stored, 10) {
+		t.Errorf("PromQL counts %v samples, ClickHouse holds %d", got, stored)
+	}
+	if after := metricValue(t, e.hubURL(), "bureauhub_head_reads_total", map[string]string{"source": "head"}); after <= headReads {
+		t.Errorf("the count was not read from the head (bureauhub_head_reads_total{source=head} %v, then %v)", headReads, after)
+	}
 }
 
 // TestAgentKill9 kills the agent during traffic and restarts it on the same
