@@ -351,7 +351,7 @@ type ConcurrentSeries interface {
 type sharedReads struct {
 	q          storage.Queryable
 	wrap       func(context.Context) context.Context // see ConcurrentSeries
-	start, end int64 // the whole query's first and last step, in ms
+	start, end int64                                 // the whole query's first and last step, in ms
 
 	mu       sync.Mutex
 	reads    map[string]*sharedRead
