@@ -136,6 +136,12 @@ func TestHeadAnswersAsClickHouse(t *testing.T) {
 		t.Errorf("bureauhub_head_reads_total{source=clickhouse,reason=before_window} = 0")
 	}
 
+	// Every read the queries opened was closed with them (a leaked one
+	// would keep the TSDB from ever truncating).
+	if got := gaugeValue(t, reg, "bureauhub_head_open_reads"); got != 0 {
+		t.Errorf("bureauhub_head_open_reads = %v after every query returned", got)
+	}
+
 	// A sample the head could not take (a second value for a timestamp)
 	// leaves a hole: reads over it go to ClickHouse, and still agree.
 	var dup clickhouse.Block
@@ -204,4 +210,19 @@ func headReadsTotal(t *testing.T, reg *prometheus.Registry, source, reason strin
 		}
 	}
 	return v
+}
+
+func gaugeValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return mf.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	t.Fatalf("no metric %s", name)
+	return 0
 }

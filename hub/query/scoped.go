@@ -3,6 +3,7 @@ package query
 import (
 	"context"
 	"errors"
+	"sync"
 
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/storage"
@@ -62,6 +63,9 @@ func (q ScopedQueryable) ChunkQuerier(int64, int64) (storage.ChunkQuerier, error
 type scopedQuerier struct {
 	q          ScopedQueryable
 	mint, maxt int64
+
+	mu     sync.Mutex
+	inners []storage.Querier // closed with this one: a read from the head holds the head's data until then
 }
 
 func (s *scopedQuerier) inner(ctx context.Context) (storage.Querier, error) {
@@ -73,7 +77,14 @@ func (s *scopedQuerier) inner(ctx context.Context) (storage.Querier, error) {
 	if s.q.Limits != nil {
 		lim = s.q.Limits(p.Tenant)
 	}
-	return s.q.Store.Queryable(ScopeOf(p), lim).Querier(s.mint, s.maxt)
+	in, err := s.q.Store.Queryable(ScopeOf(p), lim).Querier(s.mint, s.maxt)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	s.inners = append(s.inners, in)
+	s.mu.Unlock()
+	return in, nil
 }
 
 func (s *scopedQuerier) Select(ctx context.Context, sort bool, hints *storage.SelectHints, ms ...*labels.Matcher) storage.SeriesSet {
@@ -100,4 +111,13 @@ func (s *scopedQuerier) LabelNames(ctx context.Context, hints *storage.LabelHint
 	return in.LabelNames(ctx, hints, ms...)
 }
 
-func (s *scopedQuerier) Close() error { return nil }
+func (s *scopedQuerier) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var errs []error
+	for _, in := range s.inners {
+		errs = append(errs, in.Close())
+	}
+	s.inners = nil
+	return errors.Join(errs...)
+}

@@ -372,12 +372,28 @@ func (h *Head) Querier(scope clickhouse.Scope, mint, maxt int64) (storage.Querie
 		qs = append(qs, q)
 	}
 	h.m.reads.WithLabelValues("head", "").Inc()
-	if len(qs) == 1 {
-		return qs[0], true
+	q := qs[0]
+	if len(qs) > 1 {
+		// Tenants' series never share labels: ingestion sets each one's
+		// bureau label.
+		q = storage.NewMergeQuerier(qs, nil, storage.ChainedSeriesMerge)
 	}
-	// Tenants' series never share labels: ingestion sets each one's
-	// bureau label.
-	return storage.NewMergeQuerier(qs, nil, storage.ChainedSeriesMerge), true
+	h.m.openReads.Inc()
+	return &openRead{Querier: q, m: h.m}, true
+}
+
+// openRead counts a querier until it is closed: an open one keeps the
+// TSDB from truncating what it reads, and a leaked one would keep it
+// forever.
+type openRead struct {
+	storage.Querier
+	m    *metrics
+	once sync.Once
+}
+
+func (r *openRead) Close() error {
+	r.once.Do(r.m.openReads.Dec)
+	return r.Querier.Close()
 }
 
 // Refill loads each tenant's samples of the window from ClickHouse, then
@@ -407,7 +423,7 @@ func (h *Head) Refill(ctx context.Context, read func(tenant string) storage.Quer
 	}
 	h.m.refillSeconds.Set(time.Since(start).Seconds())
 	h.m.refilled.Add(float64(total))
-	h.logger.Info("head refilled from ClickHouse", "samples", total, "window", h.cfg.Window, "took", time.Since(start).Round(time.Millisecond))
+	h.logger.Info("head refilled from ClickHouse", "samples", total, "window", h.cfg.Window.String(), "took", time.Since(start).Round(time.Millisecond).String())
 	return nil
 }
 

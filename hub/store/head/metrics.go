@@ -13,6 +13,7 @@ type metrics struct {
 	reads         *prometheus.CounterVec
 	refillSeconds prometheus.Gauge
 	refilled      prometheus.Counter
+	openReads     prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer, h *Head) (*metrics, error) {
@@ -41,8 +42,12 @@ func newMetrics(reg prometheus.Registerer, h *Head) (*metrics, error) {
 			Name: "bureauhub_head_refilled_samples_total",
 			Help: "Samples read from ClickHouse into the head when the hub started.",
 		}),
+		openReads: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "bureauhub_head_open_reads",
+			Help: "Reads of the head whose queries have not finished; the head cannot drop what they read until they do.",
+		}),
 	}
-	for _, c := range []prometheus.Collector{m.appended, m.failures, m.full, m.reads, m.refillSeconds, m.refilled, tenantCollector{h}} {
+	for _, c := range []prometheus.Collector{m.appended, m.failures, m.full, m.reads, m.refillSeconds, m.refilled, m.openReads, tenantCollector{h}} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
