@@ -25,6 +25,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -96,6 +97,14 @@ type Head struct {
 
 	mu      sync.RWMutex
 	tenants map[string]*tenant
+
+	// While the head is refilled, stored blocks are held back (up to
+	// maxHeldSamples) and appended after, so that the refill appends in
+	// time order and the TSDB keeps everything in in-order chunks.
+	holdMu     sync.Mutex
+	holding    bool
+	heldBlocks []*clickhouse.Block
+	held       int
 }
 
 // tenant is one tenant's TSDB and what it covers.
@@ -146,6 +155,7 @@ func (h *Head) Open() error {
 		return fmt.Errorf("query.head.dir: empty %s: %w", dir, err)
 	}
 	h.dir = dir
+	h.holding = true
 	for _, name := range h.names {
 		if err := h.open(name); err != nil {
 			return errors.Join(err, h.Close())
@@ -198,6 +208,51 @@ func (h *Head) tenant(name string) *tenant {
 // cannot append (out of the TSDB's bounds, a second value for a
 // timestamp, a series whose labels it never saw) widen the tenant's hole.
 func (h *Head) Append(b *clickhouse.Block) {
+	h.holdMu.Lock()
+	if h.holding && h.held+b.Len() <= maxHeldSamples {
+		h.heldBlocks = append(h.heldBlocks, copyBlock(b))
+		h.held += b.Len()
+		h.holdMu.Unlock()
+		return
+	}
+	h.holdMu.Unlock()
+	h.append(b)
+}
+
+// maxHeldSamples bounds the samples held back while the head is refilled;
+// beyond it blocks are appended at once, out of order (correct, but the
+// TSDB then keeps them in out-of-order chunks until it compacts them).
+const maxHeldSamples = 4_000_000
+
+func copyBlock(b *clickhouse.Block) *clickhouse.Block {
+	return &clickhouse.Block{
+		Series:       slices.Clone(b.Series),
+		Tenants:      slices.Clone(b.Tenants),
+		Fingerprints: slices.Clone(b.Fingerprints),
+		Timestamps:   slices.Clone(b.Timestamps),
+		Values:       slices.Clone(b.Values),
+	}
+}
+
+// release appends the blocks held during the refill and stops holding.
+func (h *Head) release() {
+	for {
+		h.holdMu.Lock()
+		bs := h.heldBlocks
+		h.heldBlocks, h.held = nil, 0
+		if len(bs) == 0 {
+			h.holding = false
+			h.holdMu.Unlock()
+			return
+		}
+		h.holdMu.Unlock()
+		for _, b := range bs {
+			h.append(b)
+		}
+	}
+}
+
+func (h *Head) append(b *clickhouse.Block) {
 	now := h.now().UnixMilli()
 	var t *tenant
 	var app storage.Appender
@@ -397,10 +452,11 @@ func (r *openRead) Close() error {
 }
 
 // Refill loads each tenant's samples of the window from ClickHouse, then
-// starts the tenant's coverage at the window's start. Appends may run
-// meanwhile: the TSDB takes samples out of order within its window, and
-// one appended twice (stored before the read, appended after) is kept
-// once.
+// starts the tenant's coverage at the window's start, and appends the
+// blocks stored meanwhile (held back by Append). It reads the window in
+// slices of time, oldest first, every metric of a slice before the next,
+// so that the TSDB takes every sample in order; a block appended twice (stored
+// before the read, held and appended after) is kept once.
 func (h *Head) Refill(ctx context.Context, read func(tenant string) storage.Queryable) error {
 	h.mu.RLock()
 	ts := make([]*tenant, 0, len(h.tenants))
@@ -417,6 +473,9 @@ func (h *Head) Refill(ctx context.Context, read func(tenant string) storage.Quer
 			return fmt.Errorf("refill the head of tenant %s: %w", t.name, err)
 		}
 		total += n
+	}
+	h.release()
+	for _, t := range ts {
 		t.mu.Lock()
 		t.from = from
 		t.mu.Unlock()
@@ -427,8 +486,12 @@ func (h *Head) Refill(ctx context.Context, read func(tenant string) storage.Quer
 	return nil
 }
 
-// refill reads one tenant's window metric by metric, so that no read
-// holds more than one metric's samples.
+// refillSlice is the span of one read of the refill: less than half the
+// TSDB's block range (2h), within which it takes samples in order.
+const refillSlice = 30 * time.Minute
+
+// refill reads one tenant's window slice by slice and metric by metric,
+// so that no read holds more than one metric's samples of a slice.
 func (h *Head) refill(ctx context.Context, t *tenant, read storage.Queryable, from int64) (int, error) {
 	ctx = clickhouse.ClickHouseOnly(ctx)
 	q, err := read.Querier(from, math.MaxInt64)
@@ -442,59 +505,76 @@ func (h *Head) refill(ctx context.Context, t *tenant, read storage.Queryable, fr
 	}
 	now := h.now().UnixMilli()
 	n := 0
-	for _, name := range names {
-		set := q.Select(ctx, false, &storage.SelectHints{Start: from, End: math.MaxInt64}, labels.MustNewMatcher(labels.MatchEqual, labels.MetricName, name))
-		t.mu.Lock()
-		app := t.db.Appender(ctx)
-		var it chunkenc.Iterator
-		for set.Next() {
-			s := set.At()
-			fp := clickhouse.Fingerprint(s.Labels())
-			hs := t.series[fp]
-			if hs == nil {
-				if h.cfg.MaxSeries > 0 && len(t.series) >= h.cfg.MaxSeries {
-					if !t.full {
-						t.full = true
-						h.m.full.Inc()
-					}
-					continue
-				}
-				hs = &series{lset: s.Labels(), last: now}
-				t.series[fp] = hs
-			}
-			it = s.Iterator(it)
-			for vt := it.Next(); vt != chunkenc.ValNone; vt = it.Next() {
-				if vt != chunkenc.ValFloat {
-					continue // the store holds floats only
-				}
-				ts, v := it.At()
-				ref, err := app.Append(hs.ref, hs.lset, ts, v)
-				if err != nil {
-					h.m.failures.WithLabelValues(reason(err)).Inc()
-					t.widenHole(ts, ts)
-					continue
-				}
-				hs.ref = ref
-				n++
-			}
-			if err := it.Err(); err != nil {
-				app.Rollback()
-				t.mu.Unlock()
+	for lo := from; ; lo += refillSlice.Milliseconds() {
+		hi := lo + refillSlice.Milliseconds() - 1
+		last := lo > now
+		if last {
+			hi = math.MaxInt64 // what lies ahead of the clock
+		}
+		for _, name := range names {
+			m, err := h.refillRead(ctx, t, q, name, lo, hi, now)
+			n += m
+			if err != nil {
 				return n, fmt.Errorf("read %s: %w", name, err)
 			}
 		}
-		err := set.Err()
-		if err == nil {
-			err = app.Commit()
-		} else {
-			app.Rollback()
-		}
-		t.mu.Unlock()
-		if err != nil {
-			return n, fmt.Errorf("read %s: %w", name, err)
+		if last {
+			return n, nil
 		}
 	}
-	return n, nil
+}
+
+// refillRead appends one metric's samples of [lo, hi].
+func (h *Head) refillRead(ctx context.Context, t *tenant, q storage.Querier, name string, lo, hi, now int64) (int, error) {
+	set := q.Select(ctx, false, &storage.SelectHints{Start: lo, End: hi}, labels.MustNewMatcher(labels.MatchEqual, labels.MetricName, name))
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	app := t.db.Appender(ctx)
+	var it chunkenc.Iterator
+	n := 0
+	for set.Next() {
+		s := set.At()
+		fp := clickhouse.Fingerprint(s.Labels())
+		hs := t.series[fp]
+		if hs == nil {
+			if h.cfg.MaxSeries > 0 && len(t.series) >= h.cfg.MaxSeries {
+				if !t.full {
+					t.full = true
+					h.m.full.Inc()
+				}
+				continue
+			}
+			hs = &series{lset: s.Labels(), last: now}
+			t.series[fp] = hs
+		}
+		it = s.Iterator(it)
+		for vt := it.Next(); vt != chunkenc.ValNone; vt = it.Next() {
+			if vt != chunkenc.ValFloat {
+				continue // the store holds floats only
+			}
+			ts, v := it.At()
+			if ts < lo || ts > hi {
+				continue
+			}
+			ref, err := app.Append(hs.ref, hs.lset, ts, v)
+			if err != nil {
+				h.m.failures.WithLabelValues(reason(err)).Inc()
+				t.widenHole(ts, ts)
+				continue
+			}
+			hs.ref = ref
+			n++
+		}
+		if err := it.Err(); err != nil {
+			_ = app.Rollback()
+			return 0, err
+		}
+	}
+	if err := set.Err(); err != nil {
+		_ = app.Rollback()
+		return 0, err
+	}
+	return n, app.Commit()
 }
 
 // Run refills the head, retrying until it succeeds, then forgets the
