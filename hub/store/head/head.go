@@ -454,7 +454,7 @@ func (r *openRead) Close() error {
 // Refill loads each tenant's samples of the window from ClickHouse, then
 // starts the tenant's coverage at the window's start, and appends the
 // blocks stored meanwhile (held back by Append). It reads the window in
-// slices of time, oldest first, every metric of a slice before the next,
+// slices of an hour, oldest first, every metric of a slice before the next,
 // so that the TSDB takes every sample in order; a block appended twice (stored
 // before the read, held and appended after) is kept once.
 func (h *Head) Refill(ctx context.Context, read func(tenant string) storage.Queryable) error {
@@ -486,9 +486,10 @@ func (h *Head) Refill(ctx context.Context, read func(tenant string) storage.Quer
 	return nil
 }
 
-// refillSlice is the span of one read of the refill: less than half the
-// TSDB's block range (2h), within which it takes samples in order.
-const refillSlice = 30 * time.Minute
+// refillSlice is the span of one read of the refill: half the TSDB's
+// block range (2h), the span behind its newest sample within which it
+// takes samples in order.
+const refillSlice = time.Hour
 
 // refill reads one tenant's window slice by slice and metric by metric,
 // so that no read holds more than one metric's samples of a slice.
