@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/storage"
 
@@ -138,8 +139,11 @@ func TestHeadAnswersAsClickHouse(t *testing.T) {
 
 	// Every read the queries opened was closed with them (a leaked one
 	// would keep the TSDB from ever truncating).
-	if got := gaugeValue(t, reg, "bureauhub_head_open_reads"); got != 0 {
-		t.Errorf("bureauhub_head_open_reads = %v after every query returned", got)
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(`# HELP bureauhub_head_open_reads Reads of the head whose queries have not finished; the head cannot drop what they read until they do.
+# TYPE bureauhub_head_open_reads gauge
+bureauhub_head_open_reads 0
+`), "bureauhub_head_open_reads"); err != nil {
+		t.Errorf("after every query returned: %v", err)
 	}
 
 	// A sample the head could not take (a second value for a timestamp)
@@ -210,19 +214,4 @@ func headReadsTotal(t *testing.T, reg *prometheus.Registry, source, reason strin
 		}
 	}
 	return v
-}
-
-func gaugeValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() == name {
-			return mf.GetMetric()[0].GetGauge().GetValue()
-		}
-	}
-	t.Fatalf("no metric %s", name)
-	return 0
 }

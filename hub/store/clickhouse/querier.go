@@ -771,9 +771,6 @@ func (q *querier) selectRecent(ctx context.Context, hints *storage.SelectHints, 
 	if q.s.recent == nil || ctx.Value(clickHouseOnlyKey{}) != nil || (hints != nil && hints.Func == "series") {
 		return nil, false
 	}
-	if !q.scope.All && len(q.scope.Tenants) == 0 {
-		return nil, false // where reports it
-	}
 	rq, ok := q.s.recent.Querier(q.scope, mint, maxt)
 	if !ok {
 		return nil, false
@@ -816,7 +813,7 @@ func (s *limitedSet) Next() bool {
 		return false
 	}
 	if s.series++; s.limits.MaxSeries > 0 && s.series > s.limits.MaxSeries {
-		s.err = fmt.Errorf("%w: more than %d series match, the limit is %d", ErrLimit, s.limits.MaxSeries, s.limits.MaxSeries)
+		s.err = fmt.Errorf("%w: more than %d series match, the limit", ErrLimit, s.limits.MaxSeries)
 		return false
 	}
 	return true

@@ -167,8 +167,9 @@ func (h *Head) Open() error {
 func (h *Head) open(name string) error {
 	opts := tsdb.DefaultOptions()
 	opts.WALSegmentSize = -1 // ClickHouse is the log: the head is refilled from it
-	// Appends arrive out of order while the head is refilled, and when an
-	// agent sends what it buffered during an outage.
+	// Appends arrive out of order when an agent sends what it buffered
+	// during an outage, and when more was stored during the refill than
+	// the head holds back.
 	opts.OutOfOrderTimeWindow = (h.cfg.Window + time.Hour).Milliseconds()
 	opts.RetentionDuration = (h.cfg.Window + 2*time.Hour).Milliseconds()
 	opts.NoLockfile = true
@@ -322,25 +323,36 @@ func reason(err error) string {
 	}
 }
 
-// learn records a series' labels. Callers hold t.mu.
+// learn records the labels of a series row. Callers hold t.mu.
 func (t *tenant) learn(r *clickhouse.SeriesRow, now int64, maxSeries int, m *metrics) {
-	if s := t.series[r.Fingerprint]; s != nil {
-		return
+	t.seriesOf(r.Fingerprint, func() labels.Labels {
+		b := labels.NewScratchBuilder(len(r.LabelNames) + 1)
+		b.Add(labels.MetricName, r.MetricName)
+		for i, n := range r.LabelNames {
+			b.Add(n, r.LabelValues[i])
+		}
+		b.Sort()
+		return b.Labels()
+	}, now, maxSeries, m)
+}
+
+// seriesOf returns the series of fingerprint fp, adding it with the
+// labels lset returns unless the tenant is at maxSeries (nil then).
+// Callers hold t.mu.
+func (t *tenant) seriesOf(fp uint64, lset func() labels.Labels, now int64, maxSeries int, m *metrics) *series {
+	if s := t.series[fp]; s != nil {
+		return s
 	}
 	if maxSeries > 0 && len(t.series) >= maxSeries {
 		if !t.full {
 			t.full = true
 			m.full.Inc()
 		}
-		return
+		return nil
 	}
-	b := labels.NewScratchBuilder(len(r.LabelNames) + 1)
-	b.Add(labels.MetricName, r.MetricName)
-	for i, n := range r.LabelNames {
-		b.Add(n, r.LabelValues[i])
-	}
-	b.Sort()
-	t.series[r.Fingerprint] = &series{lset: b.Labels(), last: now}
+	s := &series{lset: lset(), last: now}
+	t.series[fp] = s
+	return s
 }
 
 // widenHole adds [lo, hi] to the hole. Callers hold t.mu.
@@ -389,6 +401,9 @@ func (h *Head) holds(scope clickhouse.Scope, mint, maxt int64) ([]*tenant, strin
 		}
 	}
 	h.mu.RUnlock()
+	if len(ts) == 0 {
+		return nil, "no_tenant" // a closed head, or a scope of none
+	}
 	for _, t := range ts {
 		if ok, why := t.covers(mint, maxt); !ok {
 			return nil, why
@@ -535,18 +550,9 @@ func (h *Head) refillRead(ctx context.Context, t *tenant, q storage.Querier, nam
 	n := 0
 	for set.Next() {
 		s := set.At()
-		fp := clickhouse.Fingerprint(s.Labels())
-		hs := t.series[fp]
+		hs := t.seriesOf(clickhouse.Fingerprint(s.Labels()), s.Labels, now, h.cfg.MaxSeries, h.m)
 		if hs == nil {
-			if h.cfg.MaxSeries > 0 && len(t.series) >= h.cfg.MaxSeries {
-				if !t.full {
-					t.full = true
-					h.m.full.Inc()
-				}
-				continue
-			}
-			hs = &series{lset: s.Labels(), last: now}
-			t.series[fp] = hs
+			continue
 		}
 		it = s.Iterator(it)
 		for vt := it.Next(); vt != chunkenc.ValNone; vt = it.Next() {

@@ -151,6 +151,7 @@ func TestCoverage(t *testing.T) {
 		{"before the window", consular, ms(-time.Hour - time.Millisecond), ms(0), false, "before_window"},
 		{"every tenant", clickhouse.Scope{All: true}, ms(-10 * time.Minute), ms(0), true, ""},
 		{"unknown tenant", clickhouse.Scope{Tenants: []string{"consular", "nope"}}, ms(-10 * time.Minute), ms(0), false, "unknown_tenant"},
+		{"no tenant", clickhouse.Scope{}, ms(-10 * time.Minute), ms(0), false, "no_tenant"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := h.Holds(tc.scope, tc.mint, tc.maxt); got != tc.want {
