@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/storage"
+	"github.com/prometheus/prometheus/tsdb/chunkenc"
 
 	"github.com/bureauhub/bureauhub/hub/store/clickhouse"
 	"github.com/bureauhub/bureauhub/hub/store/head"
@@ -125,8 +126,33 @@ func TestHeadAnswersAsClickHouse(t *testing.T) {
 			t.Errorf("%s: no read went to the head", q)
 		}
 	}
-	// Older than the window: ClickHouse answers.
+	// A selection without the engine's hints (the rules' restore of
+	// ALERTS_FOR_STATE keeps each series' last sample) gets samples of its
+	// range only, though the head leaves the engine's untrimmed.
 	before := headReads()
+	mint, maxt := end.Add(-time.Hour).UnixMilli(), ch.end.Add(30*time.Second).UnixMilli()
+	q, err := hh.store.Queryable(clickhouse.Scope{All: true}, clickhouse.Limits{}).Querier(mint, maxt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := q.Select(context.Background(), true, nil, labels.MustNewMatcher(labels.MatchEqual, labels.MetricName, "http_requests_total"))
+	var read int
+	for set.Next() {
+		it := set.At().Iterator(nil)
+		for it.Next() != chunkenc.ValNone {
+			if at, _ := it.At(); at < mint || at > maxt {
+				t.Errorf("%s: sample at %d, outside the selected [%d, %d]", set.At().Labels(), at, mint, maxt)
+			}
+			read++
+		}
+	}
+	if err := set.Err(); err != nil || read == 0 || headReads() == before {
+		t.Errorf("selection without hints: err %v, %d samples, %v reads from the head", err, read, headReads()-before)
+	}
+	q.Close()
+
+	// Older than the window: ClickHouse answers.
+	before = headReads()
 	compare("/api/v1/query_range", url.Values{"query": {"up"}, "start": {ts(end.Add(-4 * time.Hour))},
 		"end": {ts(end)}, "step": {"60"}})
 	compare("/api/v1/query", url.Values{"query": {"count_over_time(up[4h])"}, "time": {ts(end)}})

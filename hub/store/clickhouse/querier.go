@@ -778,6 +778,17 @@ func (q *querier) selectRecent(ctx context.Context, hints *storage.SelectHints, 
 	q.mu.Lock()
 	q.recent = append(q.recent, rq)
 	q.mu.Unlock()
+	// The engine's selections (the only ones with hints) leave samples
+	// outside [mint, maxt] in the chunks that straddle its ends: the
+	// engine reads from mint and stops past maxt by itself, and trimming
+	// would wrap each such chunk's iterator in one that checks every sample
+	// against the range. Other readers (the rules' restore of
+	// ALERTS_FOR_STATE takes a series' last sample) get the range only.
+	if hints != nil {
+		h := *hints
+		h.DisableTrimming = true
+		hints = &h
+	}
 	set := rq.Select(ctx, true, hints, ms...)
 	if q.limits.MaxSeries <= 0 && q.limits.MaxSamples <= 0 {
 		return set, true
