@@ -74,7 +74,7 @@ func Markdown(res *Results) string {
 		}
 		p("**Versions.** %s.\n\n", strings.Join(vs, "; "))
 	}
-	p("**Method.** Each query through the system's `/api/v1/query_range` (POST form, as Grafana sends it), one request at a time: one warm-up run per system (its result is the one compared), then %d measured runs per system, the systems' order rotating each round. Time is the wall time until the response body is read. The hub answers a cross-bureau token (every tenant's data); VictoriaMetrics runs with `-search.disableCache` so that it recomputes repeated queries as the others do. Hub settings: its defaults%s; a hub keeps its last hours in memory (`query.head`, 3 h by default) and refills them from ClickHouse when it starts, and the runs begin once the refill is done (the hub's `bureauhub_head_covered_from_timestamp_seconds`), so its last-hour queries read memory and its full-span ones ClickHouse. Server CPU is the median user+system CPU time one run cost the server's processes (hub plus ClickHouse for bureauhub). The hub's answers are compared point by point with Prometheus' (relative tolerance %g) and with the hub's own PromQL engine run in process over Prometheus' blocks, which separates differences in the stored data from differences between Prometheus 2.42's engine and the v0.315 engine the hub embeds.\n\n", res.Reps, hubExtra(res.HubConfigExtra), res.Tolerance)
+	p("**Method.** Each query through the system's `/api/v1/query_range` (POST form, as Grafana sends it), one request at a time: one warm-up run per system (its result is the one compared), then %d measured runs per system, the systems' order rotating each round. Time is the wall time until the response body is read. The hub answers a cross-bureau token (every tenant's data); VictoriaMetrics runs with `-search.disableCache` so that it recomputes repeated queries as the others do. Hub settings: its defaults%s; a hub keeps its last hours in memory (`query.head`, 3 h by default) and refills them from ClickHouse when it starts, and the runs begin once the refill is done (the hub's `bureauhub_head_covered_from_timestamp_seconds`), so its last-hour queries read memory and its full-span ones ClickHouse.%s Server CPU is the median user+system CPU time one run cost the server's processes (hub plus ClickHouse for bureauhub). The hub's answers are compared point by point with Prometheus' (relative tolerance %g) and with the hub's own PromQL engine run in process over Prometheus' blocks, which separates differences in the stored data from differences between Prometheus 2.42's engine and the v0.315 engine the hub embeds.\n\n", res.Reps, hubExtra(res.HubConfigExtra), refills(res.HeadRefills), res.Tolerance)
 
 	if len(res.Queries) > 0 {
 		p("| query | range / step | series | ")
@@ -374,4 +374,16 @@ func num(x float64) string {
 		return "-" + b.String()
 	}
 	return b.String()
+}
+
+// refills says what each hub's refill of its head took ("" for none).
+func refills(rs []HeadRefill) string {
+	if len(rs) == 0 {
+		return ""
+	}
+	var parts []string
+	for _, r := range rs {
+		parts = append(parts, fmt.Sprintf("%s %s samples in %.1f s", r.Hub, num(r.Samples), r.Seconds))
+	}
+	return " Refills (the hub's `bureauhub_head_refill_duration_seconds` and `_refilled_samples_total`): " + strings.Join(parts, ", ") + "."
 }

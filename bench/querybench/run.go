@@ -37,12 +37,22 @@ type Results struct {
 	// Tolerance is the relative difference allowed when comparing values.
 	Tolerance float64 `json:"tolerance"`
 	// HubConfigExtra is YAML added to the hub's config, if any.
-	HubConfigExtra string            `json:"hub_config_extra,omitempty"`
-	Queries        []*QueryResult    `json:"queries"`
-	Rules          RulesInfo         `json:"rules"`
-	Profile        *Profile          `json:"hub_profile,omitempty"`
-	Skipped        map[string]string `json:"skipped,omitempty"`
-	Notes          []string          `json:"notes,omitempty"`
+	HubConfigExtra string `json:"hub_config_extra,omitempty"`
+	// HeadRefills: what each hub started took to refill its head.
+	HeadRefills []HeadRefill      `json:"head_refills,omitempty"`
+	Queries     []*QueryResult    `json:"queries"`
+	Rules       RulesInfo         `json:"rules"`
+	Profile     *Profile          `json:"hub_profile,omitempty"`
+	Skipped     map[string]string `json:"skipped,omitempty"`
+	Notes       []string          `json:"notes,omitempty"`
+}
+
+// HeadRefill is a hub's refill of its head from ClickHouse at start
+// (bureauhub_head_refill_duration_seconds and _refilled_samples_total).
+type HeadRefill struct {
+	Hub     string  `json:"hub"`
+	Seconds float64 `json:"seconds"`
+	Samples float64 `json:"samples"`
 }
 
 // Machine describes where the run happened.

@@ -13,6 +13,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
 	"github.com/bureauhub/bureauhub/bench/benchenv"
 	"github.com/bureauhub/bureauhub/e2e"
 )
@@ -100,37 +103,59 @@ func (r *runner) startHub(ctx context.Context, o hubOptions) (*target, error) {
 		p.Kill()
 		return nil, err
 	}
-	if err := waitHead(ctx, t.base, len(bureaus)+1, 5*time.Minute); err != nil {
+	refill, err := waitHead(ctx, t.base, len(bureaus)+1, 5*time.Minute)
+	if err != nil {
 		p.Kill()
 		return nil, err
+	}
+	if refill != nil {
+		refill.Hub = o.name
+		r.res.HeadRefills = append(r.res.HeadRefills, *refill)
+		r.logf("%s: head refilled from ClickHouse, %.0f samples in %.1f s", o.name, refill.Samples, refill.Seconds)
 	}
 	return t, nil
 }
 
 // waitHead waits until the hub's head, if it has one, holds every
 // tenant's window: it is refilled from ClickHouse at start, and reads go
-// to ClickHouse until then.
-func waitHead(ctx context.Context, base string, tenants int, timeout time.Duration) error {
+// to ClickHouse until then. It returns what the refill took, nil for a hub
+// without a head.
+func waitHead(ctx context.Context, base string, tenants int, timeout time.Duration) (*HeadRefill, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	for {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/metrics", nil)
 		resp, err := (&http.Client{Transport: &http.Transport{Proxy: nil}}).Do(req)
 		if err != nil {
-			return fmt.Errorf("wait for the hub's head: %w", err)
+			return nil, fmt.Errorf("wait for the hub's head: %w", err)
 		}
 		body, err := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		if err != nil {
-			return fmt.Errorf("wait for the hub's head: %w", err)
+			return nil, fmt.Errorf("wait for the hub's head: %w", err)
 		}
-		if !bytes.Contains(body, []byte("\nbureauhub_head_appended_samples_total ")) ||
-			bytes.Count(body, []byte("\nbureauhub_head_covered_from_timestamp_seconds{")) >= tenants {
-			return nil
+		if !bytes.Contains(body, []byte("\nbureauhub_head_appended_samples_total ")) {
+			return nil, nil
+		}
+		if bytes.Count(body, []byte("\nbureauhub_head_covered_from_timestamp_seconds{")) >= tenants {
+			parser := expfmt.NewTextParser(model.UTF8Validation)
+			fams, err := parser.TextToMetricFamilies(bytes.NewReader(body))
+			if err != nil {
+				return nil, fmt.Errorf("the hub's /metrics: %w", err)
+			}
+			value := func(name string) float64 {
+				if f := fams[name]; f != nil && len(f.GetMetric()) == 1 {
+					m := f.GetMetric()[0]
+					return m.GetGauge().GetValue() + m.GetCounter().GetValue()
+				}
+				return 0
+			}
+			return &HeadRefill{Seconds: value("bureauhub_head_refill_duration_seconds"),
+				Samples: value("bureauhub_head_refilled_samples_total")}, nil
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("the hub's head was not refilled: %w", ctx.Err())
+			return nil, fmt.Errorf("the hub's head was not refilled: %w", ctx.Err())
 		case <-time.After(200 * time.Millisecond):
 		}
 	}

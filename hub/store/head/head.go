@@ -51,6 +51,11 @@ type Config struct {
 	// MaxSeries bounds each tenant's series in the head; a tenant over it
 	// is read from ClickHouse until the hub restarts.
 	MaxSeries int `yaml:"max_series"`
+	// MaxHeldSamples bounds the samples stored during the refill and held
+	// back until it is done; beyond it, blocks are appended at once, out of
+	// order (correct, but the TSDB then keeps them in out-of-order chunks
+	// until it compacts them).
+	MaxHeldSamples int `yaml:"max_held_samples"`
 }
 
 // SetDefaults fills unset fields.
@@ -60,6 +65,9 @@ func (c *Config) SetDefaults() {
 	}
 	if c.MaxSeries == 0 {
 		c.MaxSeries = 2_000_000
+	}
+	if c.MaxHeldSamples == 0 {
+		c.MaxHeldSamples = 4_000_000
 	}
 }
 
@@ -73,6 +81,9 @@ func (c *Config) Validate(prefix string) error {
 	}
 	if c.MaxSeries < 0 {
 		return fmt.Errorf("%s.max_series: must not be negative", prefix)
+	}
+	if c.MaxHeldSamples < 0 {
+		return fmt.Errorf("%s.max_held_samples: must not be negative", prefix)
 	}
 	return nil
 }
@@ -99,7 +110,7 @@ type Head struct {
 	tenants map[string]*tenant
 
 	// While the head is refilled, stored blocks are held back (up to
-	// maxHeldSamples) and appended after, so that the refill appends in
+	// query.head.max_held_samples) and appended after, so that the refill appends in
 	// time order and the TSDB keeps everything in in-order chunks.
 	holdMu     sync.Mutex
 	holding    bool
@@ -210,20 +221,18 @@ func (h *Head) tenant(name string) *tenant {
 // timestamp, a series whose labels it never saw) widen the tenant's hole.
 func (h *Head) Append(b *clickhouse.Block) {
 	h.holdMu.Lock()
-	if h.holding && h.held+b.Len() <= maxHeldSamples {
-		h.heldBlocks = append(h.heldBlocks, copyBlock(b))
-		h.held += b.Len()
-		h.holdMu.Unlock()
-		return
+	if h.holding {
+		if h.held+b.Len() <= h.cfg.MaxHeldSamples {
+			h.heldBlocks = append(h.heldBlocks, copyBlock(b))
+			h.held += b.Len()
+			h.holdMu.Unlock()
+			return
+		}
+		h.m.unheld.Add(float64(b.Len()))
 	}
 	h.holdMu.Unlock()
 	h.append(b)
 }
-
-// maxHeldSamples bounds the samples held back while the head is refilled;
-// beyond it blocks are appended at once, out of order (correct, but the
-// TSDB then keeps them in out-of-order chunks until it compacts them).
-const maxHeldSamples = 4_000_000
 
 func copyBlock(b *clickhouse.Block) *clickhouse.Block {
 	return &clickhouse.Block{

@@ -2,6 +2,7 @@ package head
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -236,6 +237,18 @@ func (h *testHead) outsideWindow(ts int64) bool {
 // TestRefill: the head holds what the store held from the window's start,
 // and what was appended while it refilled, each sample once.
 func TestRefill(t *testing.T) {
+	// Blocks stored during the refill are held back and appended after it;
+	// beyond max_held_samples they are appended at once, and the answer is
+	// the same.
+	for _, tc := range []struct {
+		maxHeld int
+		unheld  float64
+	}{{0, 0}, {1, 2}} {
+		t.Run(fmt.Sprintf("max_held_samples=%d", tc.maxHeld), func(t *testing.T) { testRefill(t, tc.maxHeld, tc.unheld) })
+	}
+}
+
+func testRefill(t *testing.T, maxHeld int, unheld float64) {
 	src := teststorage.New(t)
 	app := src.Appender(context.Background())
 	var want []sample
@@ -253,11 +266,14 @@ func TestRefill(t *testing.T) {
 	if err := app.Commit(); err != nil {
 		t.Fatal(err)
 	}
-	h := newTestHead(t, Config{Window: time.Hour}, "consular")
+	h := newTestHead(t, Config{Window: time.Hour, MaxHeldSamples: maxHeld}, "consular")
 	// Stored and appended before the refill reads it: newer samples, and
 	// one the store also holds.
 	h.Append(block("consular", reqs, true, sample{ms(0), 0}, sample{ms(15 * time.Second), 15}))
 	h.refill(t, src)
+	if got := testutil.ToFloat64(h.m.unheld); got != unheld {
+		t.Errorf("unheld_samples_total = %v, want %v", got, unheld)
+	}
 	want = append(want, sample{ms(15 * time.Second), 15})
 
 	got, ok := h.read(t, clickhouse.Scope{All: true}, ms(-time.Hour), ms(time.Minute))
@@ -355,6 +371,7 @@ func TestConfigValidate(t *testing.T) {
 	}{
 		{Config{Window: time.Minute}, "query.head.window"},
 		{Config{MaxSeries: -1}, "query.head.max_series"},
+		{Config{MaxHeldSamples: -1}, "query.head.max_held_samples"},
 		{Config{Disabled: true, Window: time.Minute}, ""},
 	} {
 		tc.cfg.SetDefaults()

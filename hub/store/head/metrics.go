@@ -14,6 +14,7 @@ type metrics struct {
 	refillSeconds prometheus.Gauge
 	refilled      prometheus.Counter
 	openReads     prometheus.Gauge
+	unheld        prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, h *Head) (*metrics, error) {
@@ -42,12 +43,16 @@ func newMetrics(reg prometheus.Registerer, h *Head) (*metrics, error) {
 			Name: "bureauhub_head_refilled_samples_total",
 			Help: "Samples read from ClickHouse into the head when the hub started.",
 		}),
+		unheld: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "bureauhub_head_unheld_samples_total",
+			Help: "Samples stored during the refill beyond query.head.max_held_samples, appended at once rather than after the refill (out of order for the TSDB).",
+		}),
 		openReads: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "bureauhub_head_open_reads",
 			Help: "Reads of the head whose queries have not finished; the head cannot drop what they read until they do.",
 		}),
 	}
-	for _, c := range []prometheus.Collector{m.appended, m.failures, m.full, m.reads, m.refillSeconds, m.refilled, m.openReads, tenantCollector{h}} {
+	for _, c := range []prometheus.Collector{m.appended, m.failures, m.full, m.reads, m.refillSeconds, m.refilled, m.openReads, m.unheld, tenantCollector{h}} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
