@@ -435,6 +435,7 @@ func (h *Hub) Run(ctx context.Context) error {
 		mux.Handle("/api/v2/", h.alerts.Handler())
 		mux.Handle("GET /api/v1/alerts/history", h.alerts.Handler())
 	}
+	mux.Handle("/debug/pprof/", debugHandler(h.authn))
 	mux.HandleFunc("/-/reload", h.handleReload)
 	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
