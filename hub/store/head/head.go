@@ -288,8 +288,17 @@ func (h *Head) append(b *clickhouse.Block) {
 		tt.learn(r, now, h.cfg.MaxSeries, h.m)
 		tt.mu.Unlock()
 	}
-	appended := 0
+	// A sample older than the window is in no range the head answers
+	// (holds declines those), now or later: it is not appended, and leaves
+	// no hole (an agent's backlog after an outage would otherwise stretch
+	// the hole over the whole window at the next duplicate).
+	oldest := now - h.cfg.Window.Milliseconds()
+	appended, old := 0, 0
 	for i, ts := range b.Timestamps {
+		if ts < oldest {
+			old++
+			continue
+		}
 		if t == nil || t.name != b.Tenants[i] {
 			finish()
 			if t = h.tenant(b.Tenants[i]); t == nil {
@@ -317,6 +326,9 @@ func (h *Head) append(b *clickhouse.Block) {
 	}
 	finish()
 	h.m.appended.Add(float64(appended))
+	if old > 0 {
+		h.m.failures.WithLabelValues("before_window").Add(float64(old))
+	}
 }
 
 func reason(err error) string {

@@ -200,10 +200,10 @@ func TestHoles(t *testing.T) {
 		{"a series whose labels it never saw", func(h *testHead) {
 			h.Append(block("consular", reqs, false, sample{ms(-2 * time.Minute), 1}))
 		}, ms(-2 * time.Minute), "unknown_series"},
-		{"older than the out-of-order window", func(h *testHead) {
+		{"older than the window", func(h *testHead) {
 			h.Append(block("consular", reqs, true, sample{ms(0), 1}))
 			h.Append(block("consular", reqs, false, sample{ms(-3 * time.Hour), 1}))
-		}, ms(-3 * time.Hour), "out_of_order"},
+		}, ms(-3 * time.Hour), "before_window"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newTestHead(t, Config{Window: time.Hour}, "consular")
@@ -226,6 +226,27 @@ func TestHoles(t *testing.T) {
 				t.Error("the head declines a read after its hole")
 			}
 		})
+	}
+}
+
+// TestOldSamplesLeaveNoHole: a sample older than the window (an agent's
+// backlog) is not appended and does not stretch a later hole over the
+// window.
+func TestOldSamplesLeaveNoHole(t *testing.T) {
+	h := newTestHead(t, Config{Window: time.Hour}, "consular")
+	h.refill(t, emptySource(t))
+	consular := clickhouse.Scope{Tenants: []string{"consular"}}
+	h.Append(block("consular", reqs, true, sample{ms(-time.Minute), 1}, sample{ms(0), 2}))
+	h.Append(block("consular", reqs, false, sample{ms(-3 * time.Hour), 0}))
+	h.Append(block("consular", reqs, false, sample{ms(0), 3})) // a hole at 0
+	if got := testutil.ToFloat64(h.m.failures.WithLabelValues("before_window")); got != 1 {
+		t.Errorf("failures{before_window} = %v, want 1", got)
+	}
+	if !h.Holds(consular, ms(-time.Hour), ms(-time.Minute)) {
+		t.Error("the head declines a read before its hole: the old sample stretched it")
+	}
+	if h.Holds(consular, ms(-time.Minute), ms(0)) {
+		t.Error("the head answers over its hole")
 	}
 }
 
