@@ -78,6 +78,12 @@ type Config struct {
 	ZSTD bool
 	// PerfHub records the hub with perf(1) during the main run's window.
 	PerfHub bool
+	// Recent starts the data 30 minutes ago instead of yesterday and lets
+	// the hub take samples up to a day ahead, so that every sample lands in
+	// the hub's head (query.head) as live data does.
+	Recent bool
+	// HubHead keeps the hub's head; false sets query.head.disabled.
+	HubHead bool
 
 	WorkDir string // empty: a temporary directory, removed at the end
 	Keep    bool   // keep WorkDir's data
@@ -115,6 +121,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.PromBinary, "prometheus-binary", "prometheus", "Prometheus binary; empty skips it")
 	fs.BoolVar(&c.PeerTLS, "peer-tls", true, "serve the peers over TLS too")
 	fs.BoolVar(&c.ZSTD, "zstd", true, "also measure ClickHouse bytes per sample with ZSTD compression")
+	fs.BoolVar(&c.Recent, "recent", true, "start the data 30 minutes ago and let the hub take samples up to a day ahead (ingest.max_future: 24h), so that every sample lands in the hub's head (query.head) as live data does; false starts it yesterday, older than the head's window, which the head skips")
+	fs.BoolVar(&c.HubHead, "hub-head", true, "keep the hub's in-memory head of recent samples (query.head); false disables it")
 	fs.BoolVar(&c.PerfHub, "perf-hub", false, "record the hub with perf during the main run's window (writes hub.perf.data and hub.perf.txt)")
 	fs.StringVar(&c.WorkDir, "workdir", "", "directory for the servers' data (default: a temporary directory)")
 	fs.BoolVar(&c.Keep, "keep", false, "keep the servers' data")

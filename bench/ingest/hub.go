@@ -115,10 +115,12 @@ ingest:
   writers: %d
   queue_samples: %d
   flush_interval: %s
+  max_future: %s
+query: {head: {disabled: %t}}
 tenants:
   - {name: bench, token_file: %s}
 `, grpcPort, httpPort, r.certs.CertFile, r.certs.KeyFile, srv.Addr(), hubDB, s.FlushSamples, s.Writers,
-		max(4_000_000, 4*s.FlushSamples), r.cfg.HubFlushInterval, r.tokFile)
+		max(4_000_000, 4*s.FlushSamples), r.cfg.HubFlushInterval, r.maxFuture(), !r.cfg.HubHead, r.tokFile)
 	if err := os.WriteFile(cfgPath, []byte(hubCfg), 0o644); err != nil {
 		return nil, err
 	}
@@ -148,7 +150,7 @@ tenants:
 		w.perfPID = hub.Pid()
 		w.perfOut = filepath.Join(r.cfg.OutDir, "hub.perf.data")
 	}
-	setting := fmt.Sprintf("TLS, flush_samples=%d, writers=%d, flush_interval=%s, %d streams x %d in flight", s.FlushSamples, s.Writers, r.cfg.HubFlushInterval, r.cfg.Streams, r.cfg.Inflight)
+	setting := fmt.Sprintf("TLS, flush_samples=%d, writers=%d, flush_interval=%s, %d streams x %d in flight%s", s.FlushSamples, s.Writers, r.cfg.HubFlushInterval, r.cfg.Streams, r.cfg.Inflight, r.headSetting())
 	m, err := r.measure(ctx, Measurement{Target: targetHub, Setting: setting, Role: role},
 		[]namedPID{{"hub", hub.Pid()}, {"clickhouse", chPID}}, r.cfg.Streams, fs.run, w)
 	if err != nil {
@@ -455,3 +457,24 @@ func perfReport(data, txt string) {
 }
 
 func mib(b int64) string { return fmt.Sprintf("%.0f MiB", float64(b)/(1<<20)) }
+
+// maxFuture is the hub's ingest.max_future: its default, or a day for
+// -recent, whose data runs ahead of the clock as fast as the hub takes it.
+func (r *runner) maxFuture() time.Duration {
+	if r.cfg.Recent {
+		return 24 * time.Hour
+	}
+	return 10 * time.Minute
+}
+
+// headSetting describes what the hub's head did with the load.
+func (r *runner) headSetting() string {
+	switch {
+	case !r.cfg.HubHead:
+		return ", head disabled"
+	case r.cfg.Recent:
+		return ", recent data (every sample appended to the head)"
+	default:
+		return ""
+	}
+}

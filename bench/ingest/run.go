@@ -152,17 +152,24 @@ func Run(ctx context.Context, cfg Config, command string, out, log io.Writer) er
 		return err
 	}
 
-	// Yesterday, UTC: old enough that no target finds a sample in the
-	// future however fast it goes, and within one day's partition.
-	day := time.Now().UTC().Truncate(24 * time.Hour).Add(-24 * time.Hour)
-	r.baseMs = day.Add(10 * time.Minute).UnixMilli()
+	// Live data by default: from 30 minutes ago, within the hub's head
+	// window, so the hub keeps it in its head as it does what agents send
+	// (sent as fast as the targets take it, the data runs hours ahead of
+	// the clock, which every target accepts; the hub is told to). With
+	// -recent=false: yesterday, UTC, older than any target's "now" however
+	// fast it goes, and within one day's partition.
+	start := time.Now().UTC().Truncate(24 * time.Hour).Add(-24 * time.Hour).Add(10 * time.Minute)
+	if cfg.Recent {
+		start = time.Now().UTC().Add(-30 * time.Minute).Truncate(time.Minute)
+	}
+	r.baseMs = start.UnixMilli()
 	r.logf("generating %d series", cfg.Series)
 	r.set = NewSeriesSet(cfg.Series)
 	r.res = &Results{
 		Date:    time.Now().UTC().Format(time.RFC3339),
 		Machine: machine(),
 		Command: command,
-		Load:    r.loadInfo(day.Add(10 * time.Minute)),
+		Load:    r.loadInfo(start),
 	}
 
 	if cfg.runs(targetHub) {

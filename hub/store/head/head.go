@@ -264,20 +264,6 @@ func (h *Head) release() {
 
 func (h *Head) append(b *clickhouse.Block) {
 	now := h.now().UnixMilli()
-	var t *tenant
-	var app storage.Appender
-	var appMin, appMax int64
-	finish := func() {
-		if app == nil {
-			return
-		}
-		if err := app.Commit(); err != nil {
-			h.m.failures.WithLabelValues("commit").Inc()
-			t.widenHole(appMin, appMax)
-		}
-		t.mu.Unlock()
-		app, t = nil, nil
-	}
 	for i := range b.Series {
 		r := &b.Series[i]
 		tt := h.tenant(r.Tenant)
@@ -288,47 +274,100 @@ func (h *Head) append(b *clickhouse.Block) {
 		tt.learn(r, now, h.cfg.MaxSeries, h.m)
 		tt.mu.Unlock()
 	}
-	// A sample older than the window is in no range the head answers
-	// (holds declines those), now or later: it is not appended, and leaves
-	// no hole (an agent's backlog after an outage would otherwise stretch
-	// the hole over the whole window at the next duplicate).
-	oldest := now - h.cfg.Window.Milliseconds()
-	appended, old := 0, 0
-	for i, ts := range b.Timestamps {
-		if ts < oldest {
-			old++
-			continue
+	// The block's samples come in runs of one tenant (an agent's batches,
+	// in the order the writer took them); each tenant's runs are appended
+	// together, committed every commitSamples.
+	var order []string
+	runs := map[string][]sampleRun{}
+	for i := 0; i < len(b.Tenants); {
+		j := i + 1
+		for j < len(b.Tenants) && b.Tenants[j] == b.Tenants[i] {
+			j++
 		}
-		if t == nil || t.name != b.Tenants[i] {
-			finish()
-			if t = h.tenant(b.Tenants[i]); t == nil {
-				continue
-			}
-			t.mu.Lock()
-			app = t.db.Appender(context.Background())
-			appMin, appMax = ts, ts
+		name := b.Tenants[i]
+		if _, ok := runs[name]; !ok {
+			order = append(order, name)
 		}
-		appMin, appMax = min(appMin, ts), max(appMax, ts)
-		s := t.series[b.Fingerprints[i]]
-		if s == nil {
-			h.m.failures.WithLabelValues("unknown_series").Inc()
-			t.widenHole(ts, ts)
-			continue
-		}
-		ref, err := app.Append(s.ref, s.lset, ts, b.Values[i])
-		if err != nil {
-			h.m.failures.WithLabelValues(reason(err)).Inc()
-			t.widenHole(ts, ts)
-			continue
-		}
-		s.ref, s.last = ref, now
-		appended++
+		runs[name] = append(runs[name], sampleRun{i, j})
+		i = j
 	}
-	finish()
+	appended, old := 0, 0
+	for _, name := range order {
+		if t := h.tenant(name); t != nil {
+			a, o := h.appendRuns(t, b, runs[name], now)
+			appended, old = appended+a, old+o
+		}
+	}
 	h.m.appended.Add(float64(appended))
 	if old > 0 {
 		h.m.failures.WithLabelValues("before_window").Add(float64(old))
 	}
+}
+
+// sampleRun is a block's samples [from, to), all of one tenant.
+type sampleRun struct{ from, to int }
+
+// commitSamples bounds the samples appended under a tenant's lock (which
+// its reads wait for) before they are committed.
+const commitSamples = 50_000
+
+// appendRuns appends t's runs of b. A sample older than the window is in
+// no range the head answers (holds declines those), now or later: it is
+// not appended, and leaves no hole (an agent's backlog after an outage
+// would otherwise stretch the hole over the whole window at the next
+// duplicate).
+func (h *Head) appendRuns(t *tenant, b *clickhouse.Block, runs []sampleRun, now int64) (appended, old int) {
+	oldest := now - h.cfg.Window.Milliseconds()
+	var (
+		app            storage.Appender
+		pending        int
+		appMin, appMax int64
+	)
+	commit := func() {
+		if err := app.Commit(); err != nil {
+			h.m.failures.WithLabelValues("commit").Add(float64(pending))
+			t.widenHole(appMin, appMax)
+		} else {
+			appended += pending
+		}
+		t.mu.Unlock()
+		app, pending = nil, 0
+	}
+	for _, r := range runs {
+		for i := r.from; i < r.to; i++ {
+			ts := b.Timestamps[i]
+			if ts < oldest {
+				old++
+				continue
+			}
+			if app == nil {
+				t.mu.Lock()
+				app = t.db.Appender(context.Background())
+				appMin, appMax = ts, ts
+			}
+			appMin, appMax = min(appMin, ts), max(appMax, ts)
+			s := t.series[b.Fingerprints[i]]
+			if s == nil {
+				h.m.failures.WithLabelValues("unknown_series").Inc()
+				t.widenHole(ts, ts)
+				continue
+			}
+			ref, err := app.Append(s.ref, s.lset, ts, b.Values[i])
+			if err != nil {
+				h.m.failures.WithLabelValues(reason(err)).Inc()
+				t.widenHole(ts, ts)
+				continue
+			}
+			s.ref, s.last = ref, now
+			if pending++; pending >= commitSamples {
+				commit()
+			}
+		}
+	}
+	if app != nil {
+		commit()
+	}
+	return appended, old
 }
 
 func reason(err error) string {

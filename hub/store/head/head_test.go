@@ -28,7 +28,7 @@ type testHead struct {
 	now time.Time
 }
 
-func newTestHead(t *testing.T, cfg Config, tenants ...string) *testHead {
+func newTestHead(t testing.TB, cfg Config, tenants ...string) *testHead {
 	t.Helper()
 	cfg.SetDefaults()
 	if err := cfg.Validate("query.head"); err != nil {
@@ -49,14 +49,14 @@ func newTestHead(t *testing.T, cfg Config, tenants ...string) *testHead {
 }
 
 // refill refills from src (every tenant reads the same store).
-func (h *testHead) refill(t *testing.T, src storage.Queryable) {
+func (h *testHead) refill(t testing.TB, src storage.Queryable) {
 	t.Helper()
 	if err := h.Refill(context.Background(), func(string) storage.Queryable { return src }); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func emptySource(t *testing.T) storage.Queryable { return teststorage.New(t) }
+func emptySource(t testing.TB) storage.Queryable { return teststorage.New(t) }
 
 type sample struct {
 	t int64
