@@ -136,9 +136,31 @@ type tenant struct {
 }
 
 type series struct {
+	fp   uint64
 	lset labels.Labels
 	ref  storage.SeriesRef
 	last int64 // wall time (ms) of the last append
+	// after is the series whose sample followed this one's in the last
+	// block. Agents send a target's series in the same order at every
+	// scrape, so it is most often the next one's again: looking there first
+	// spares a lookup in the map, whose random accesses miss the CPU's
+	// caches (BenchmarkAppend: 332 -> 250 ns per sample).
+	after *series
+	gone  bool // forgotten: no longer in the map
+}
+
+// next returns the series of fp, trying the one that followed prev last
+// time first. Callers hold t.mu.
+func (t *tenant) next(prev *series, fp uint64) *series {
+	if prev == nil {
+		return t.series[fp]
+	}
+	if s := prev.after; s != nil && s.fp == fp {
+		return s
+	}
+	s := t.series[fp]
+	prev.after = s
+	return s
 }
 
 // New builds the head for the given tenants; Open makes it usable.
@@ -322,6 +344,7 @@ func (h *Head) appendRuns(t *tenant, b *clickhouse.Block, runs []sampleRun, now 
 		app            storage.Appender
 		pending        int
 		appMin, appMax int64
+		prev           *series
 	)
 	commit := func() {
 		if err := app.Commit(); err != nil {
@@ -346,7 +369,7 @@ func (h *Head) appendRuns(t *tenant, b *clickhouse.Block, runs []sampleRun, now 
 				appMin, appMax = ts, ts
 			}
 			appMin, appMax = min(appMin, ts), max(appMax, ts)
-			s := t.series[b.Fingerprints[i]]
+			s := t.next(prev, b.Fingerprints[i])
 			if s == nil {
 				h.m.failures.WithLabelValues("unknown_series").Inc()
 				t.widenHole(ts, ts)
@@ -358,7 +381,7 @@ func (h *Head) appendRuns(t *tenant, b *clickhouse.Block, runs []sampleRun, now 
 				t.widenHole(ts, ts)
 				continue
 			}
-			s.ref, s.last = ref, now
+			s.ref, s.last, prev = ref, now, s
 			if pending++; pending >= commitSamples {
 				commit()
 			}
@@ -410,7 +433,7 @@ func (t *tenant) seriesOf(fp uint64, lset func() labels.Labels, now int64, maxSe
 		}
 		return nil
 	}
-	s := &series{lset: lset(), last: now}
+	s := &series{fp: fp, lset: lset(), last: now}
 	t.series[fp] = s
 	return s
 }
@@ -683,6 +706,12 @@ func (h *Head) forgetIdle() {
 		for fp, s := range t.series {
 			if s.last < cut {
 				delete(t.series, fp)
+				s.gone, s.after = true, nil
+			}
+		}
+		for _, s := range t.series {
+			if s.after != nil && s.after.gone {
+				s.after = nil
 			}
 		}
 		t.mu.Unlock()

@@ -351,10 +351,22 @@ func TestMaxSeries(t *testing.T) {
 func TestForgetIdle(t *testing.T) {
 	h := newTestHead(t, Config{Window: time.Hour}, "consular")
 	h.refill(t, emptySource(t))
-	h.Append(block("consular", reqs, true, sample{ms(0), 1}))
+	// queue_depth stays busy; its samples come before http_requests_total's
+	// in the blocks, which the head remembers (series.after).
+	both := func(withRow bool, ts int64, v float64) *clickhouse.Block {
+		b := block("consular", queue, withRow, sample{ts, v})
+		r := block("consular", reqs, withRow, sample{ts, v})
+		b.Series = append(b.Series, r.Series...)
+		b.Tenants, b.Fingerprints = append(b.Tenants, r.Tenants...), append(b.Fingerprints, r.Fingerprints...)
+		b.Timestamps, b.Values = append(b.Timestamps, r.Timestamps...), append(b.Values, r.Values...)
+		return b
+	}
+	h.Append(both(true, ms(0), 1))
+	h.now = t0.Add(idleSeries / 2)
+	h.Append(block("consular", queue, false, sample{h.now.UnixMilli(), 2}))
 	h.now = t0.Add(idleSeries + time.Minute)
 	h.forgetIdle()
-	h.Append(block("consular", reqs, false, sample{h.now.UnixMilli(), 2}))
+	h.Append(both(false, h.now.UnixMilli(), 3))
 	if got := testutil.ToFloat64(h.m.failures.WithLabelValues("unknown_series")); got != 1 {
 		t.Errorf("failures{unknown_series} = %v, want 1", got)
 	}
