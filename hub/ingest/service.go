@@ -546,9 +546,8 @@ func (s *Service) forgetSeriesRows(it *item) {
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
 	for _, r := range it.series {
-		if st, ok := ts.series[r.Fingerprint]; ok {
+		if st := ts.series[r.Fingerprint]; st != nil {
 			st.writtenDay = -1
-			ts.series[r.Fingerprint] = st
 		}
 	}
 }

@@ -257,14 +257,16 @@ func (s *Service) convertWire(tenant string, req *wireRequest, now time.Time, re
 	ts := s.tenant(tenant)
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
+	var prev *seriesState
 	for i := range req.series {
 		samples := req.seriesSamples(i)
 		if len(samples) == 0 {
 			continue
 		}
 		fp, stored := fps[i], norm[bounds[i]:bounds[i+1]]
-		st, known := ts.series[fp]
-		if !known {
+		st := ts.next(prev, fp)
+		isNew := st == nil
+		if isNew {
 			if reason := c.checkWire(req.seriesLabels(i)); reason != "" {
 				rej.add(reason, len(samples), func() string { return describe(req.seriesLabels(i)) })
 				continue
@@ -273,7 +275,9 @@ func (s *Service) convertWire(tenant string, req *wireRequest, now time.Time, re
 				rej.add(ReasonSeriesLimit, len(samples), func() string { return describe(stored) })
 				continue
 			}
+			st = &seriesState{fp: fp}
 		}
+		known := !isNew
 		kept := 0
 		for _, smp := range samples {
 			switch {
@@ -302,7 +306,13 @@ func (s *Service) convertWire(tenant string, req *wireRequest, now time.Time, re
 			continue
 		}
 		st.lastSeen = now.Unix()
-		ts.series[fp] = st
+		if isNew {
+			ts.series[fp] = st
+			if prev != nil {
+				prev.after = st
+			}
+		}
+		prev = st
 	}
 	it.samples = len(it.ts)
 	return it

@@ -411,6 +411,31 @@ func TestConvertSeriesLimit(t *testing.T) {
 	}
 }
 
+// TestSweptSeriesAreNewAgain: a series forgotten by the sweep counts as
+// new when it comes back, though the one sent before it still remembers
+// it as its follower (seriesState.after).
+func TestSweptSeriesAreNewAgain(t *testing.T) {
+	cfg := smallLimits()
+	cfg.DefaultLimits.MaxActiveSeries = 2
+	cfg.ActiveSeriesWindow = time.Hour
+	s, _ := newTestService(t, cfg)
+	at := func(d time.Duration, names ...string) map[string]int {
+		var ss []prompb.TimeSeries
+		for _, n := range names {
+			ss = append(ss, ser(lbls("__name__", n), testNow.Add(d).UnixMilli()))
+		}
+		_, rej := convertOnce(t, s, "t", testNow.Add(d), ss...)
+		return rej
+	}
+	at(0, "a", "b")
+	at(cfg.ActiveSeriesWindow/2, "a") // b goes idle
+	s.sweep(testNow.Add(cfg.ActiveSeriesWindow + cfg.ActiveSeriesWindow/4))
+	// a and b are active again, and c is one too many.
+	if rej := at(cfg.ActiveSeriesWindow+cfg.ActiveSeriesWindow/4, "a", "b", "c"); !maps.Equal(rej, map[string]int{ReasonSeriesLimit: 1}) {
+		t.Errorf("rejections = %v, want c over the series limit", rej)
+	}
+}
+
 func TestConvertRefusedSeriesDoNotCount(t *testing.T) {
 	cfg := smallLimits()
 	cfg.DefaultLimits.MaxActiveSeries = 1
