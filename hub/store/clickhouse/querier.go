@@ -786,6 +786,8 @@ func (q *querier) selectRecent(ctx context.Context, hints *storage.SelectHints, 
 	// ALERTS_FOR_STATE takes a series' last sample) get the range only.
 	if hints != nil {
 		h := *hints
+		// The range the head was asked about, and holds.
+		h.Start, h.End = mint, maxt
 		h.DisableTrimming = true
 		hints = &h
 	}

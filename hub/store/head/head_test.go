@@ -250,6 +250,41 @@ func TestOldSamplesLeaveNoHole(t *testing.T) {
 	}
 }
 
+// TestLargeBlocks: a block of two tenants' interleaved samples, larger
+// than commitSamples for each, is appended whole, each sample once.
+func TestLargeBlocks(t *testing.T) {
+	h := newTestHead(t, Config{Window: time.Hour}, "consular", "health")
+	h.refill(t, emptySource(t))
+	const series, rounds = 1000, 120 // 120k samples per tenant
+	var b clickhouse.Block
+	for r := range rounds {
+		for i := range series {
+			for _, tenant := range []string{"consular", "health"} {
+				ls := labels.FromStrings("__name__", "up", "bureau", tenant, "instance", fmt.Sprint(i))
+				one := block(tenant, ls, r == 0, sample{ms(time.Duration(r-rounds)*15*time.Second + time.Minute), float64(r)})
+				b.Series = append(b.Series, one.Series...)
+				b.Tenants, b.Fingerprints = append(b.Tenants, one.Tenants...), append(b.Fingerprints, one.Fingerprints...)
+				b.Timestamps, b.Values = append(b.Timestamps, one.Timestamps...), append(b.Values, one.Values...)
+			}
+		}
+	}
+	h.Append(&b)
+	if got := testutil.ToFloat64(h.m.appended); got != 2*series*rounds {
+		t.Errorf("appended %v samples, want %d", got, 2*series*rounds)
+	}
+	got, ok := h.read(t, clickhouse.Scope{All: true}, ms(-time.Hour), ms(time.Minute))
+	if !ok {
+		t.Fatal("the head declines after appending")
+	}
+	n := 0
+	for _, ss := range got {
+		n += len(ss)
+	}
+	if len(got) != 2*series || n != 2*series*rounds {
+		t.Errorf("read %d series and %d samples, want %d and %d", len(got), n, 2*series, 2*series*rounds)
+	}
+}
+
 // outsideWindow reports whether ts is older than the head's window.
 func (h *testHead) outsideWindow(ts int64) bool {
 	return ts < h.now.Add(-h.cfg.Window).UnixMilli()
@@ -265,7 +300,11 @@ func TestRefill(t *testing.T) {
 		maxHeld int
 		unheld  float64
 	}{{0, 0}, {1, 2}} {
-		t.Run(fmt.Sprintf("max_held_samples=%d", tc.maxHeld), func(t *testing.T) { testRefill(t, tc.maxHeld, tc.unheld) })
+		name := fmt.Sprintf("max_held_samples=%d", tc.maxHeld)
+		if tc.maxHeld == 0 {
+			name = "max_held_samples default"
+		}
+		t.Run(name, func(t *testing.T) { testRefill(t, tc.maxHeld, tc.unheld) })
 	}
 }
 
