@@ -98,7 +98,8 @@ var unknownField = regexp.MustCompile(`field (\S+) not found in type .*`)
 func ParseConfig(text []byte, dir string) (*Config, error) {
 	var cfg Config
 	if err := yaml.UnmarshalStrict(text, &cfg); err != nil {
-		// Line numbers count from the global section, not the file's top.
+		// The agent hands over its file with other sections blanked, so
+		// line numbers are the file's (agent.ParseConfig).
 		return nil, fmt.Errorf("global and scrape_configs: %s", unknownField.ReplaceAllString(err.Error(),
 			"field $1 is not supported by the agent (it takes static_configs, file_sd_configs, http_sd_configs and Prometheus's scrape and HTTP client fields)"))
 	}
