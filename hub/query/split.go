@@ -231,6 +231,7 @@ func joinMatrices(mats []promql.Matrix) promql.Matrix {
 	}
 	out := make(promql.Matrix, 0, total)
 	idx := make([]int, len(mats))
+	same := make([]promql.Series, 0, len(mats)) // the parts' series with those labels
 	for {
 		// The smallest label set at the parts' heads.
 		var lowest labels.Labels
@@ -243,7 +244,7 @@ func joinMatrices(mats []promql.Matrix) promql.Matrix {
 		if !found {
 			return out
 		}
-		var same []promql.Series
+		same = same[:0]
 		for i, m := range mats {
 			if idx[i] < len(m) && labels.Equal(m[idx[i]].Metric, lowest) {
 				same = append(same, m[idx[i]])

@@ -348,11 +348,15 @@ type failingQuerier struct {
 	t int64
 }
 
+// Select fails past f.t; before it, it waits until the query is
+// cancelled, so that the parts before the failing one always end with the
+// cancellation.
 func (f failingQuerier) Select(ctx context.Context, sorted bool, h *storage.SelectHints, ms ...*labels.Matcher) storage.SeriesSet {
 	if h != nil && h.End > f.t {
 		return storage.ErrSeriesSet(errStore)
 	}
-	return f.Querier.Select(ctx, sorted, h, ms...)
+	<-ctx.Done()
+	return storage.ErrSeriesSet(ctx.Err())
 }
 
 // TestSplitEngineError: a failing part fails the query with its own
