@@ -148,80 +148,15 @@ func ParseConfig(b []byte, dir string) (*Config, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	// The scrape package reads global and scrape_configs with Prometheus's
-	// own config types (yaml.v2). It gets the file's text with every other
-	// section blanked, so that its errors give the file's line numbers.
-	// Failing that (a document in flow style, or an alias to an anchor in
-	// a blanked section), the two sections on their own, re-encoded; its
-	// errors then count lines from them.
-	sections := func() ([]byte, error) {
-		promDoc := map[string]*yaml.Node{}
-		if !cfg.Global.IsZero() {
-			promDoc["global"] = &cfg.Global
-		}
-		if !cfg.ScrapeConfigs.IsZero() {
-			promDoc["scrape_configs"] = &cfg.ScrapeConfigs
-		}
-		text, err := yaml.Marshal(promDoc)
-		if err != nil {
-			return nil, fmt.Errorf("scrape_configs: %w", err)
-		}
-		return text, nil
-	}
-	var sc *scrape.Config
-	var err error
-	if text := promSections(b); text != nil {
-		sc, err = scrape.ParseConfig(text, dir)
-	}
-	if sc == nil {
-		text, serr := sections()
-		if serr != nil {
-			return nil, serr
-		}
-		sc2, err2 := scrape.ParseConfig(text, dir)
-		if err2 != nil {
-			if err == nil {
-				err = err2
-			}
-			return nil, err
-		}
-		sc = sc2
+	// The scrape package reads global and scrape_configs from the same
+	// text, with Prometheus's own config types (yaml.v2), so that its
+	// errors give the file's line numbers.
+	sc, err := scrape.ParseConfig(b, dir)
+	if err != nil {
+		return nil, err
 	}
 	cfg.scrape = sc
 	return &cfg, nil
-}
-
-// promSections returns b with only the lines of its top-level global and
-// scrape_configs sections, others blank, so that line numbers are b's; nil
-// when b is not a block-style mapping whose keys start lines of their own.
-func promSections(b []byte) []byte {
-	var doc yaml.Node
-	if err := yaml.Unmarshal(b, &doc); err != nil || len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
-		return nil
-	}
-	m := doc.Content[0]
-	lines := bytes.Split(b, []byte("\n"))
-	keep := make([]bool, len(lines)+2) // by line number, from 1
-	for i := 0; i < len(m.Content); i += 2 {
-		key := m.Content[i]
-		end := len(lines)
-		if i+2 < len(m.Content) {
-			if end = m.Content[i+2].Line - 1; end < key.Line {
-				return nil // two keys on a line: flow style
-			}
-		}
-		if key.Value == "global" || key.Value == "scrape_configs" {
-			for l := key.Line; l <= end; l++ {
-				keep[l] = true
-			}
-		}
-	}
-	for i := range lines {
-		if !keep[i+1] {
-			lines[i] = nil
-		}
-	}
-	return bytes.Join(lines, []byte("\n"))
 }
 
 // Agent is a configured agent.

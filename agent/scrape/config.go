@@ -30,6 +30,9 @@ import (
 type Config struct {
 	Global        GlobalConfig    `yaml:"global"`
 	ScrapeConfigs []*ScrapeConfig `yaml:"scrape_configs"`
+	// Other top-level sections: the agent's own, which it reads and
+	// checks itself (agent.ParseConfig hands over its whole file).
+	Other map[string]any `yaml:",inline"`
 }
 
 // GlobalConfig holds the defaults of every scrape config.
@@ -98,8 +101,7 @@ var unknownField = regexp.MustCompile(`field (\S+) not found in type .*`)
 func ParseConfig(text []byte, dir string) (*Config, error) {
 	var cfg Config
 	if err := yaml.UnmarshalStrict(text, &cfg); err != nil {
-		// The agent hands over its file with other sections blanked, so
-		// line numbers are the file's (agent.ParseConfig).
+		// Line numbers are the agent's file's (agent.ParseConfig).
 		return nil, fmt.Errorf("global and scrape_configs: %s", unknownField.ReplaceAllString(err.Error(),
 			"field $1 is not supported by the agent (it takes static_configs, file_sd_configs, http_sd_configs and Prometheus's scrape and HTTP client fields)"))
 	}
