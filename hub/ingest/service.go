@@ -546,8 +546,8 @@ func (s *Service) forgetSeriesRows(it *item) {
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
 	for _, r := range it.series {
-		if st := ts.series[r.Fingerprint]; st != nil {
-			st.writtenDay = -1
+		if n := ts.series.Get(r.Fingerprint); n != nil {
+			n.V.writtenDay = -1
 		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/prometheus/prompb"
 
 	"github.com/bureauhub/bureauhub/hub/store/clickhouse"
+	"github.com/bureauhub/bureauhub/internal/fpchain"
 )
 
 // Rejection reasons: stable tokens used in acks and in the
@@ -257,27 +258,28 @@ func (s *Service) convertWire(tenant string, req *wireRequest, now time.Time, re
 	ts := s.tenant(tenant)
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
-	var prev *seriesState
+	var prev *fpchain.Node[seriesState]
 	for i := range req.series {
 		samples := req.seriesSamples(i)
 		if len(samples) == 0 {
 			continue
 		}
 		fp, stored := fps[i], norm[bounds[i]:bounds[i+1]]
-		st := ts.next(prev, fp)
-		isNew := st == nil
-		if isNew {
+		node := ts.series.Next(prev, fp)
+		var st *seriesState
+		if node != nil {
+			st = &node.V
+		} else {
 			if reason := c.checkWire(req.seriesLabels(i)); reason != "" {
 				rej.add(reason, len(samples), func() string { return describe(req.seriesLabels(i)) })
 				continue
 			}
-			if ts.limits.MaxActiveSeries > 0 && len(ts.series) >= ts.limits.MaxActiveSeries {
+			if ts.limits.MaxActiveSeries > 0 && ts.series.Len() >= ts.limits.MaxActiveSeries {
 				rej.add(ReasonSeriesLimit, len(samples), func() string { return describe(stored) })
 				continue
 			}
-			st = &seriesState{fp: fp}
+			st = &seriesState{writtenDay: -1} // added below once a sample is kept
 		}
-		known := !isNew
 		kept := 0
 		for _, smp := range samples {
 			switch {
@@ -297,22 +299,19 @@ func (s *Service) convertWire(tenant string, req *wireRequest, now time.Time, re
 			// The series table is indexed by the UTC days of the samples
 			// (not of arrival), so that buffered or backfilled data is
 			// found by day-pruned lookups.
-			if day := SampleDay(smp.t); !known || st.writtenDay != day {
+			if day := SampleDay(smp.t); st.writtenDay != day {
 				it.series = append(it.series, seriesRow(tenant, day, fp, stored))
-				st.writtenDay, known = day, true
+				st.writtenDay = day
 			}
 		}
 		if kept == 0 {
 			continue
 		}
 		st.lastSeen = now.Unix()
-		if isNew {
-			ts.series[fp] = st
-			if prev != nil {
-				prev.after = st
-			}
+		if node == nil {
+			node = ts.series.Add(prev, fp, *st)
 		}
-		prev = st
+		prev = node
 	}
 	it.samples = len(it.ts)
 	return it

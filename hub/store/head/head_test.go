@@ -391,7 +391,7 @@ func TestForgetIdle(t *testing.T) {
 	h := newTestHead(t, Config{Window: time.Hour}, "consular")
 	h.refill(t, emptySource(t))
 	// queue_depth stays busy; its samples come before http_requests_total's
-	// in the blocks, which the head remembers (series.after).
+	// in the blocks, which the head remembers (fpchain).
 	both := func(withRow bool, ts int64, v float64) *clickhouse.Block {
 		b := block("consular", queue, withRow, sample{ts, v})
 		r := block("consular", reqs, withRow, sample{ts, v})
